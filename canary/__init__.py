@@ -1,0 +1,1 @@
+"""Canary probes against pools, drift statistics and the rollout judge."""

@@ -1,0 +1,209 @@
+"""Pool specs: the typed description of every serving pool, validated once at load.
+
+A spec file is YAML with a top-level `pools:` list (see data/pools.yaml). Every error names
+the file, the pool and the field, and says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
+_POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class SpecError(ValueError):
+    """A spec or price file that cannot be used; the message says where and why."""
+
+
+class Hardware(StrEnum):
+    gpu = "gpu"
+    tpu = "tpu"
+    trainium = "trainium"
+    cpu = "cpu"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogitsProcessorFault(_Strict):
+    """A vLLM v1 logits processor, by import path, with its arguments."""
+
+    logits_processor: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class WeightNoise(_Strict):
+    layer: int = Field(ge=0)
+    relative: float = Field(gt=0, le=1)
+    seed: int = 0
+
+
+class WeightNoiseFault(_Strict):
+    """A copy of the model with multiplicative noise in one decoder layer (a miscompiled kernel)."""
+
+    weight_noise: WeightNoise
+
+
+Fault = LogitsProcessorFault | WeightNoiseFault
+
+
+class PoolSpec(_Strict):
+    name: str
+    hardware: Hardware
+    accelerator: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    model_name: str | None = None
+    revision: str = Field(min_length=1)
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "auto"
+    replicas: int = Field(default=1, ge=1)
+    price_per_hour: float | None = Field(default=None, ge=0)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    fault: Fault | None = None
+    endpoint: str | None = Field(default=None, pattern=r"^https?://")
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, value: str) -> str:
+        if not _POOL_NAME.match(value):
+            raise ValueError("must be 1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_pools_are_not_deployed(self) -> PoolSpec:
+        if self.endpoint and self.fault:
+            raise ValueError("a pool with `endpoint` is only observed; it cannot carry a `fault`")
+        return self
+
+    @property
+    def served_name(self) -> str:
+        return self.model_name or Path(self.model.rstrip("/")).name
+
+    @property
+    def model_id(self) -> str:
+        """The OpenAI model id that routes to this pool, e.g. `arith@ref`."""
+        return f"{self.served_name}@{self.name}"
+
+    @property
+    def is_local_model(self) -> bool:
+        return Path(self.model).is_absolute()
+
+
+class PoolSet(_Strict):
+    source: Path
+    pools: tuple[PoolSpec, ...]
+
+    def get(self, name: str) -> PoolSpec:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise SpecError(f"{self.source}: no pool named {name!r}; pools are {', '.join(self.names)}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.pools)
+
+    @property
+    def deployed(self) -> tuple[PoolSpec, ...]:
+        return tuple(p for p in self.pools if p.endpoint is None)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{path}: invalid YAML{at}: {problem}") from None
+
+
+def load_prices(path: Path = DEFAULT_PRICES) -> dict[str, float]:
+    """USD per accelerator-hour by accelerator name (case-insensitive keys, stored lower-case)."""
+    raw = _read_yaml(path)
+    table = raw.get("accelerators") if isinstance(raw, dict) else None
+    if not isinstance(table, dict) or not table:
+        raise SpecError(f"{path}: expected a mapping `accelerators:` of name -> USD per hour")
+    prices: dict[str, float] = {}
+    for name, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise SpecError(f"{path}: accelerators.{name}: price must be a number >= 0, got {value!r}")
+        prices[str(name).lower()] = float(value)
+    return prices
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("LogitsProcessorFault", "WeightNoiseFault")]
+    return ".".join(parts)
+
+
+def _resolve_model(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Local model paths are relative to the spec file; `org/name` is a model hub id."""
+    model = raw.get("model")
+    if not isinstance(model, str) or raw.get("endpoint"):
+        return raw
+    candidate = (base / model).expanduser()
+    if candidate.exists():
+        return {**raw, "model": str(candidate.resolve())}
+    if model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
+        raise SpecError(
+            f"model path {candidate} does not exist; give a directory with config.json "
+            "(relative to the spec file) or a model hub id like org/name"
+        )
+    return raw
+
+
+def parse_pools(raw: Any, source: Path, prices: dict[str, float]) -> PoolSet:
+    if not isinstance(raw, dict) or not isinstance(raw.get("pools"), list) or not raw["pools"]:
+        raise SpecError(f"{source}: expected a top-level `pools:` list with at least one pool")
+    pools: list[PoolSpec] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(raw["pools"]):
+        label = f"pools[{index}]"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            label = f"pool {entry['name']!r}"
+        if not isinstance(entry, dict):
+            raise SpecError(f"{source}: {label}: expected a mapping of fields, got {type(entry).__name__}")
+        try:
+            entry = _resolve_model(entry, source.parent)
+            pool = PoolSpec.model_validate(entry)
+        except SpecError as exc:
+            raise SpecError(f"{source}: {label}: field 'model': {exc}") from None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = _field_path(err["loc"]) or "(pool)"
+            given = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+            raise SpecError(f"{source}: {label}: field '{field}': {err['msg']}{given}") from None
+        if pool.name in seen:
+            raise SpecError(f"{source}: {label}: field 'name': duplicate pool name; pool names must be unique")
+        seen.add(pool.name)
+        if pool.price_per_hour is None:
+            price = prices.get(pool.accelerator.lower())
+            if price is None:
+                raise SpecError(
+                    f"{source}: {label}: field 'price_per_hour': no price for accelerator "
+                    f"{pool.accelerator!r} in the price table; set price_per_hour or add it to prices.yaml "
+                    f"(known: {', '.join(sorted(prices))})"
+                )
+            pool = pool.model_copy(update={"price_per_hour": price})
+        pools.append(pool)
+    return PoolSet(source=source, pools=tuple(pools))
+
+
+def load_pools(path: Path, prices_path: Path = DEFAULT_PRICES) -> PoolSet:
+    return parse_pools(_read_yaml(path), path, load_prices(prices_path))

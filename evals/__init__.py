@@ -1,0 +1,1 @@
+"""Eval suites, runners, per-item scoring and paired significance."""

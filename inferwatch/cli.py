@@ -1,0 +1,126 @@
+"""The `inferwatch` command: parse, call one library function, print, map errors to exit codes.
+
+Exit codes: 0 success, 1 a runtime failure (engine did not come up, ...), 2 command-line usage,
+3 bad input data or configuration (spec file, settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.lifecycle import EngineConfig
+from inferwatch.settings import Settings, SettingsError
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT = 1, 2, 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        spec=getattr(args, "spec", None),
+        serve_port=getattr(args, "port", None),
+        ray_port=getattr(args, "ray_port", None),
+        metrics_port=getattr(args, "metrics_port", None),
+        home=getattr(args, "home", None),
+    )
+
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        state_path=settings.engine_state,
+        models_dir=settings.models_dir,
+        host=settings.host,
+        serve_port=settings.serve_port,
+        ray_port=settings.ray_port,
+        metrics_port=settings.metrics_port,
+        ray_num_cpus=settings.ray_num_cpus,
+        timeout_s=settings.up_timeout_s,
+    )
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from engine import lifecycle
+    from engine.specs import load_pools
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    cfg = _engine_config(settings)
+    if args.action == "up":
+        pools = load_pools(settings.spec, settings.prices)
+        state = lifecycle.up(pools, cfg, log=_log)
+        print_table(lifecycle.as_rows(state), title=f"pools of {settings.spec} are up")
+        if state.metrics_url:
+            print(f"server metrics (vllm, serve): {state.metrics_url}")
+        print(f"state: {cfg.state_path}    stop with: inferwatch engine down")
+        return 0
+    if args.action == "status":
+        state, rows = lifecycle.status(cfg)
+        table = [
+            {"pool": r.endpoint.name, "model": r.endpoint.model_id, "deployment": r.deployment,
+             "answering": "yes" if r.answering else "NO", "url": r.endpoint.base_url, "detail": r.detail}
+            for r in rows
+        ]  # fmt: skip
+        print_table(table, title=f"engine from {state.spec}")
+        return 0 if all(r.answering for r in rows) else EXIT_FAILURE
+    if lifecycle.down(cfg, log=_log):
+        print("engine is down")
+    else:
+        print(f"nothing to stop ({cfg.state_path} does not exist)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inferwatch.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, _engine_config(settings), log=_log)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferwatch", description="Observe and validate LLM serving pools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def engine_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--spec", type=Path, help="pool spec file (default data/pools.yaml)")
+        p.add_argument("--port", type=int, help="engine HTTP port (default 8000)")
+        p.add_argument("--ray-port", type=int, help="port of the local Ray head (default 6379)")
+        p.add_argument("--metrics-port", type=int, help="Ray metrics export port (default 8079)")
+        p.add_argument("--home", type=Path, help="state directory (default ./var)")
+
+    engine = commands.add_parser("engine", help="deploy the pools of a spec on Ray Serve (vLLM)")
+    engine.add_argument("action", choices=["up", "status", "down"])
+    engine_flags(engine)
+    engine.set_defaults(func=cmd_engine)
+
+    demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
+    engine_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.specs import SpecError
+
+    try:
+        code: int = args.func(args)
+    except (SpecError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # EngineError and friends: a message meant for the user
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

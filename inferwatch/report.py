@@ -1,0 +1,30 @@
+"""Readable terminal output: tables of rows (dicts with the same keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_table(rows: Sequence[Mapping[str, object]], title: str = "", console: Console | None = None) -> None:
+    console = console or Console()
+    if not rows:
+        console.print(f"{title}: (no rows)")
+        return
+    table = Table(title=title or None, title_justify="left")
+    for key in rows[0]:
+        numeric = all(isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool) for r in rows)
+        table.add_column(str(key), justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(key)) for key in rows[0]))
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

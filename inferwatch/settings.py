@@ -1,0 +1,55 @@
+"""Settings: defaults, overridden by INFERWATCH_* environment variables, then by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default=PROJECT_ROOT / "var", description="state, logs, model copies, the store")
+    spec: Path = Field(default=PROJECT_ROOT / "data" / "pools.yaml", description="pool spec file")
+    prices: Path = Field(default=PROJECT_ROOT / "data" / "prices.yaml", description="price table")
+    host: str = Field(default="127.0.0.1", description="address the engine's HTTP proxy binds")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible HTTP port")
+    ray_port: int = Field(default=6379, ge=1, le=65535, description="port of a local Ray head we start")
+    metrics_port: int = Field(default=8079, ge=1, le=65535, description="Ray metrics export (vllm, serve)")
+    ray_num_cpus: int = Field(default=8, ge=1, description="logical CPUs of a local Ray head")
+    up_timeout_s: float = Field(default=900.0, gt=0, description="how long `engine up` waits for pools")
+
+    @property
+    def engine_state(self) -> Path:
+        return self.home / "engine.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = f"INFERWATCH_{name.upper()}"
+            if key in env:
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            raise SettingsError(
+                f"setting {name} (env INFERWATCH_{name.upper()} or --{name.replace('_', '-')}): "
+                f"{err['msg']} (got {err['input']!r})"
+            ) from None

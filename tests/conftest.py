@@ -1,0 +1,60 @@
+"""Shared fixtures. `engine` brings the real default pools up once per pytest run (vLLM CPU on Ray Serve)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.lifecycle import EngineState
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+# numeric-fault model copies are kept between runs (made once from the committed model)
+MODELS_CACHE = ROOT / "var" / "test-models"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def inferwatch(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "inferwatch.cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, check=False,
+    )  # fmt: skip
+
+
+def engine_flags(home: Path) -> list[str]:
+    return [
+        "--home", str(home), "--port", str(free_port()),
+        "--ray-port", str(free_port()), "--metrics-port", str(free_port()),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engine-home")
+
+
+@pytest.fixture(scope="session")
+def engine(engine_home: Path) -> Iterator[EngineState]:
+    home = engine_home
+    MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(MODELS_CACHE)
+    flags = engine_flags(home)
+    done = inferwatch("engine", "up", "--spec", str(DATA / "pools.yaml"), *flags)
+    if done.returncode != 0:
+        pytest.fail(f"engine up failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    try:
+        yield EngineState.load(home / "engine.json")
+    finally:
+        inferwatch("engine", "down", *flags, timeout=300)
