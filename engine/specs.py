@@ -9,10 +9,19 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
 _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -53,7 +62,24 @@ class WeightNoiseFault(_Strict):
     weight_noise: WeightNoise
 
 
-Fault = LogitsProcessorFault | WeightNoiseFault
+def _fault_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((key for key in ("logits_processor", "weight_noise") if key in value), None)
+    return type(value).__name__ if isinstance(value, LogitsProcessorFault | WeightNoiseFault) else None
+
+
+Fault = Annotated[
+    Annotated[LogitsProcessorFault, Tag("logits_processor")]
+    | Annotated[LogitsProcessorFault, Tag("LogitsProcessorFault")]
+    | Annotated[WeightNoiseFault, Tag("weight_noise")]
+    | Annotated[WeightNoiseFault, Tag("WeightNoiseFault")],
+    Discriminator(
+        _fault_kind,
+        custom_error_type="fault_kind",
+        custom_error_message="a fault is either `logits_processor: module:Class` (with `args`) or `weight_noise`",
+    ),
+]
+_FAULT_TAGS = {"logits_processor", "weight_noise", "LogitsProcessorFault", "WeightNoiseFault"}
 
 
 class PoolSpec(_Strict):
@@ -148,7 +174,8 @@ def load_prices(path: Path = DEFAULT_PRICES) -> dict[str, float]:
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("LogitsProcessorFault", "WeightNoiseFault")]
+    """'fault.weight_noise.layer', not pydantic's 'fault.weight_noise.weight_noise.layer' (union tag)."""
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 1 and loc[0] == "fault" and p in _FAULT_TAGS)]
     return ".".join(parts)
 
 

@@ -16,7 +16,7 @@ from inferwatch.report import print_table
 from inferwatch.settings import Settings
 
 Log = Callable[[str], None]
-SHARED_PREFIX = "12+34=46 " * 12  # repeated across requests: the second one hits the prefix cache
+SHARED_PREFIX = "12+34=46 " * 40  # repeated across requests: the second one hits the prefix cache
 
 
 def ensure_engine(settings: Settings, cfg: EngineConfig, log: Log) -> EngineState:

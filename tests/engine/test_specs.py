@@ -161,3 +161,9 @@ def test_cli_exits_3_and_names_file_and_field(tmp_path: Path, capsys: pytest.Cap
     assert code == 3
     assert f"error: {path}: pool 'a': field 'hardware'" in err
     assert not (tmp_path / "var" / "engine.json").exists()
+
+
+def test_fault_of_unknown_kind_says_what_a_fault_is(tmp_path: Path) -> None:
+    entry = POOL.format(name="a", hardware="cpu", accelerator="cpu") + "    fault: {bit_flip: 3}\n"
+    with pytest.raises(SpecError, match=r"pool 'a': field 'fault': a fault is either `logits_processor"):
+        load_pools(write(tmp_path, pools_text(entry)))
