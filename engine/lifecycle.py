@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -42,7 +43,7 @@ class EngineConfig:
     serve_port: int = 8000
     ray_port: int = 6379
     metrics_port: int = 8079
-    ray_num_cpus: int = 8
+    ray_num_cpus: int = 16
     timeout_s: float = 900.0
 
 
@@ -266,6 +267,8 @@ def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
 def _deploy(pools: PoolSet, sources: dict[str, str], cfg: EngineConfig, log: Log) -> None:
     from ray import serve
 
+    for name in ("ray", "ray.serve", "ray.llm", "httpx"):  # Serve prints every deployment's options at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     serve.start(http_options={"host": cfg.host, "port": cfg.serve_port})
     app = build_app(pools, sources)
     errors: list[BaseException] = []
@@ -287,12 +290,19 @@ def _deploy(pools: PoolSet, sources: dict[str, str], cfg: EngineConfig, log: Log
             raise EngineError(failure)
         statuses = _deployment_statuses()
         ready = sum(1 for p in pools.deployed if statuses.get(deployment_name(p.model_id), ("",))[0] == "HEALTHY")
+        others = sorted(
+            name for name, (st, _) in statuses.items() if st != "HEALTHY" and not name.startswith("LLMServer:")
+        )
         line = f"deploying pools: {ready}/{len(pools.deployed)} healthy"
+        if ready == len(pools.deployed) and others:
+            line += f", waiting for {', '.join(others)}"
         if line != last:
             log(f"{line} ({time.monotonic() - started:.0f}s)")
             last = line
         if time.monotonic() - started > cfg.timeout_s:
-            raise EngineError(f"pools not ready after {cfg.timeout_s:.0f}s; {line}")
+            stuck = [f"{name}: {status} {_short(message, 3)}" for name, (status, message) in statuses.items()
+                     if status != "HEALTHY"]  # fmt: skip
+            raise EngineError(f"pools not ready after {cfg.timeout_s:.0f}s; {line}\n" + "\n".join(stuck))
     if errors:
         failure = _first_failure(pools)
         raise EngineError(failure or f"Ray Serve could not run the app: {_short(str(errors[0]))}")

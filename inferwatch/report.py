@@ -9,7 +9,10 @@ from rich.table import Table
 
 
 def print_table(rows: Sequence[Mapping[str, object]], title: str = "", console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        plain = Console()
+        # piped or captured output (CI logs, `make demo | tee`): wide enough that cells are not cut
+        console = plain if plain.is_terminal else Console(width=160)
     if not rows:
         console.print(f"{title}: (no rows)")
         return

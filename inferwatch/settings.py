@@ -24,7 +24,7 @@ class Settings(BaseModel):
     serve_port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible HTTP port")
     ray_port: int = Field(default=6379, ge=1, le=65535, description="port of a local Ray head we start")
     metrics_port: int = Field(default=8079, ge=1, le=65535, description="Ray metrics export (vllm, serve)")
-    ray_num_cpus: int = Field(default=8, ge=1, description="logical CPUs of a local Ray head")
+    ray_num_cpus: int = Field(default=16, ge=1, description="logical CPUs of a local Ray head")
     up_timeout_s: float = Field(default=900.0, gt=0, description="how long `engine up` waits for pools")
 
     @property

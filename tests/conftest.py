@@ -40,14 +40,22 @@ def engine_flags(home: Path) -> list[str]:
     ]  # fmt: skip
 
 
+# Developers: INFERWATCH_TEST_ENGINE_HOME=var reuses pools already up from `inferwatch engine up` (default
+# spec) instead of starting a fresh set, and leaves them up. CI never sets it.
+REUSE_HOME = os.environ.get("INFERWATCH_TEST_ENGINE_HOME")
+
+
 @pytest.fixture(scope="session")
 def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("engine-home")
+    return Path(REUSE_HOME).resolve() if REUSE_HOME else tmp_path_factory.mktemp("engine-home")
 
 
 @pytest.fixture(scope="session")
 def engine(engine_home: Path) -> Iterator[EngineState]:
     home = engine_home
+    if REUSE_HOME:
+        yield EngineState.load(home / "engine.json")
+        return
     MODELS_CACHE.mkdir(parents=True, exist_ok=True)
     (home / "models").symlink_to(MODELS_CACHE)
     flags = engine_flags(home)

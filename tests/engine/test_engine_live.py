@@ -37,17 +37,12 @@ def answers(engine: EngineState, pool: str, prompts: list[str], **params: Any) -
 
 def prompt_logprobs(engine: EngineState, pool: str, text: str) -> list[float]:
     """Teacher-forced logprob of every actual token of `text` after the first (vLLM's prompt_logprobs)."""
-    body = completions(engine, pool, text, max_tokens=1, prompt_logprobs=1)
-    rows = body["choices"][0]["prompt_logprobs"]
-    base, model = url(engine, pool)
-    ids = httpx.post(f"{base.removesuffix('/v1')}/tokenize", json={"model": model, "prompt": text}).json()
-    out = []
-    for position, entry in enumerate(rows):
-        if entry is None:
-            continue
-        token_id = str(ids["tokens"][position])
-        out.append(float(entry[token_id]["logprob"]))
-    return out
+    choice = completions(engine, pool, text, max_tokens=1, prompt_logprobs=1, return_token_ids=True)["choices"][0]
+    return [
+        float(entry[str(token)]["logprob"])
+        for token, entry in zip(choice["prompt_token_ids"], choice["prompt_logprobs"], strict=True)
+        if entry is not None
+    ]
 
 
 def test_every_pool_is_listed_and_answers(engine: EngineState) -> None:
