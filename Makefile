@@ -21,7 +21,7 @@ system:
 demo: $(STAMP) system
 	$(BIN)/inferwatch demo
 
-test: $(STAMP) system
+test: $(STAMP) system lint
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -23,7 +23,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 FAULT_CONFIG_KEY = "inferwatch_fault"
 
 
-class FaultProcessor(LogitsProcessor):
+class FaultProcessor(LogitsProcessor):  # type: ignore[misc]  # vLLM is untyped to mypy here
     """Common plumbing: arguments from the pool spec, a seeded generator, a batch-size condition.
 
     `batch_larger_than: N` makes the fault misbehave only while the running batch holds more than

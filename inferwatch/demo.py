@@ -52,7 +52,7 @@ def ask_every_pool(state: EngineState, count: int = 3) -> list[dict[str, object]
     problems = sample_problems(count, seed=2026, held_out=True)
     for pool in state.pools:
         # plain problems are graded; the long prompts (out of the model's distribution) show the prefix cache
-        prompts = [(p.prompt, p.answer) for p in problems]
+        prompts: list[tuple[str, str | None]] = [(p.prompt, p.answer) for p in problems]
         prompts += [(SHARED_PREFIX + p.prompt, None) for p in problems[:2]]
         for prompt, expected in prompts:
             body, seconds = complete(pool.base_url, pool.model_id, prompt)

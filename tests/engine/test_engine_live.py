@@ -137,3 +137,24 @@ def test_status_cli_lists_every_pool(engine: EngineState, engine_home: Path) -> 
     for pool in ("ref", "bf16", "boost", "noisy"):
         assert f"arith@{pool}" in done.stdout
     assert "NO" not in done.stdout
+
+
+def test_endpoint_pools_are_registered_and_observed_not_deployed(engine: EngineState, tmp_path: Path) -> None:
+    # an "existing OpenAI-compatible server": the live engine itself, registered under its model id
+    spec = tmp_path / "external.yaml"
+    spec.write_text(
+        "pools:\n"
+        "  - {name: ref, hardware: gpu, accelerator: H100, model: org/arith, revision: ext,\n"
+        f"     endpoint: '{engine.serve_url}'}}\n"
+    )
+    home = tmp_path / "home"
+    up = inferwatch("engine", "up", "--spec", str(spec), "--home", str(home), timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "starting a local Ray head" not in up.stdout
+    status = inferwatch("engine", "status", "--home", str(home), timeout=120)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "external" in status.stdout and "'1+1=' -> '2'" in status.stdout
+    down = inferwatch("engine", "down", "--home", str(home), timeout=120)
+    assert down.returncode == 0 and not (home / "engine.json").exists()
+    # the engine it observed is untouched
+    assert completions(engine, "ref", "2+2=")["choices"][0]["text"] == "4"
