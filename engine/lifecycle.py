@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 
@@ -140,9 +141,12 @@ def start_local_ray(cfg: EngineConfig, log: Log) -> tuple[str, int]:
 def stop_local_ray(pid: int, grace_s: float = 60.0) -> None:
     """SIGTERM the head's process group (its reaper takes the workers along), SIGKILL what remains."""
     try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         group = os.getpgid(pid)
-    except ProcessLookupError:
-        return
+    except (FileNotFoundError, ProcessLookupError):
+        return  # already gone
+    if b"ray" not in cmdline or b"start" not in cmdline:
+        return  # the pid was reused by an unrelated process: not ours to signal
     os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
@@ -216,6 +220,19 @@ def probe_pool(base_url: str, model_id: str, timeout_s: float = 30.0) -> str:
     return str(response.json()["choices"][0]["text"])
 
 
+def serve_host(ray_address: str, local_host: str) -> str:
+    """Where Serve's HTTP proxy answers: our own host, or the head of the cluster RAY_ADDRESS names."""
+    if not ray_address or ray_address == "auto":
+        return local_host
+    host = urlparse(ray_address if "://" in ray_address else f"ray://{ray_address}").hostname
+    return host or local_host
+
+
+def openai_base(url: str) -> str:
+    """`http://h:8000`, `http://h:8000/` and `http://h:8000/v1` all mean the API at `http://h:8000/v1`."""
+    return url.rstrip("/").removesuffix("/v1") + "/v1"
+
+
 def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
     """Deploy every pool and wait until each answers; on failure stop what was started."""
     if cfg.state_path.exists():
@@ -223,15 +240,15 @@ def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
             f"{cfg.state_path}: an engine is already recorded as up; run `inferwatch engine status` "
             "to check it or `inferwatch engine down` to stop it"
         )
-    serve_url = f"http://{cfg.host}:{cfg.serve_port}"
-    if pools.deployed and not port_is_free(cfg.host, cfg.serve_port):
+    address = os.environ.get("RAY_ADDRESS", "")
+    serve_url = f"http://{serve_host(address, cfg.host)}:{cfg.serve_port}"
+    if pools.deployed and not address and not port_is_free(cfg.host, cfg.serve_port):
         raise EngineError(
             f"port {cfg.serve_port} (engine HTTP) is already in use on {cfg.host}; "
             "stop what holds it or choose another with --port"
         )
     endpoints = [
-        PoolEndpoint(p.name, p.model_id, (p.endpoint or serve_url).rstrip("/") + "/v1", p.endpoint is None)
-        for p in pools.pools
+        PoolEndpoint(p.name, p.model_id, openai_base(p.endpoint or serve_url), p.endpoint is None) for p in pools.pools
     ]
     if not pools.deployed:
         state = EngineState(str(pools.source), "", None, serve_url, None, endpoints)
@@ -240,7 +257,6 @@ def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
 
     log("preparing models (numeric-fault copies are made once, under the models dir)")
     sources = model_sources(pools, cfg.models_dir)
-    address = os.environ.get("RAY_ADDRESS", "")
     head_pid = None
     if not address:
         address, head_pid = start_local_ray(cfg, log)
