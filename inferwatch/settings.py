@@ -14,6 +14,9 @@ class SettingsError(ValueError):
     pass
 
 
+_FLAGS = {"serve_port": "--port"}  # where the CLI flag is not --<name with dashes>
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,6 +53,6 @@ class Settings(BaseModel):
             err = exc.errors()[0]
             name = str(err["loc"][0]) if err["loc"] else "?"
             raise SettingsError(
-                f"setting {name} (env INFERWATCH_{name.upper()} or --{name.replace('_', '-')}): "
+                f"setting {name} (env INFERWATCH_{name.upper()} or {_FLAGS.get(name, '--' + name.replace('_', '-'))}): "
                 f"{err['msg']} (got {err['input']!r})"
             ) from None
