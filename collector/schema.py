@@ -1,0 +1,56 @@
+"""The store's tables (DESIGN.md "Store") and the migrations that create them, in order.
+
+Each migration is applied once, inside a transaction, and recorded in `schema_migrations`; the schema
+version of a store is the number of migrations applied. Never edit a released migration: append one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the tables of DESIGN.md "Store"
+    """
+    CREATE TABLE pools (
+        pool VARCHAR NOT NULL, revision VARCHAR NOT NULL, hardware VARCHAR NOT NULL,
+        accelerator VARCHAR NOT NULL, model VARCHAR NOT NULL, dtype VARCHAR,
+        replicas INTEGER NOT NULL, price_per_hour DOUBLE NOT NULL, spec_json VARCHAR NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE requests (
+        id VARCHAR NOT NULL, trace_id VARCHAR, pool VARCHAR NOT NULL, revision VARCHAR,
+        hardware VARCHAR, model VARCHAR, source VARCHAR NOT NULL, started_at TIMESTAMPTZ NOT NULL,
+        ttft_s DOUBLE, tpot_s DOUBLE, itl_p50_s DOUBLE, itl_max_s DOUBLE, e2e_s DOUBLE,
+        prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER,
+        finish_reason VARCHAR, status VARCHAR NOT NULL, error VARCHAR, cost_usd DOUBLE
+    );
+    CREATE TABLE pool_samples (
+        pool VARCHAR NOT NULL, sampled_at TIMESTAMPTZ NOT NULL, metric VARCHAR NOT NULL,
+        value DOUBLE NOT NULL
+    );
+    CREATE TABLE probes (
+        run_id VARCHAR NOT NULL, pool VARCHAR NOT NULL, reference_pool VARCHAR NOT NULL,
+        probe_id VARCHAR NOT NULL, mode VARCHAR NOT NULL, seed BIGINT, tokens_json VARCHAR NOT NULL,
+        top_logprobs_json VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE drift (
+        run_id VARCHAR NOT NULL, pool VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE,
+        band_low DOUBLE, band_high DOUBLE, p_value DOUBLE, verdict VARCHAR NOT NULL,
+        evidence_json VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE eval_items (
+        run_id VARCHAR NOT NULL, pool VARCHAR NOT NULL, suite VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
+        correct BOOLEAN, score DOUBLE, output VARCHAR, error VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE gates (
+        gate_id VARCHAR NOT NULL, baseline VARCHAR NOT NULL, candidate VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL, score DOUBLE, exit_code INTEGER NOT NULL, detail_json VARCHAR NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE alerts (
+        fingerprint VARCHAR NOT NULL, rule VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        receiver VARCHAR, attempt INTEGER, http_status INTEGER, error VARCHAR,
+        payload_json VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
