@@ -391,9 +391,5 @@ def down(cfg: EngineConfig, log: Log = print) -> bool:
     return True
 
 
-def load_state(path: Path) -> EngineState:
-    return EngineState.load(path)
-
-
 def as_rows(state: EngineState) -> list[dict[str, Any]]:
     return [{"pool": p.name, "model": p.model_id, "url": p.base_url, "deployed": p.deployed} for p in state.pools]

@@ -14,7 +14,7 @@ from pathlib import Path
 from engine.lifecycle import EngineConfig
 from inferwatch.settings import Settings, SettingsError
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT = 1, 2, 3
+EXIT_FAILURE, EXIT_BAD_INPUT = 1, 3  # argparse itself exits 2 on usage errors
 
 
 def _settings(args: argparse.Namespace) -> Settings:
