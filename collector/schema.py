@@ -51,6 +51,11 @@ MIGRATIONS: tuple[str, ...] = (
         payload_json VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 2: which load/canary/eval run a request belongs to, and which OpenAI operation it was
+    """
+    ALTER TABLE requests ADD COLUMN run_id VARCHAR;
+    ALTER TABLE requests ADD COLUMN operation VARCHAR;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
