@@ -58,3 +58,43 @@ def attribute_by_busy_time(cost_usd: float, e2e_s: Sequence[float]) -> list[floa
     if busy == 0:
         return [cost_usd / len(e2e_s)] * len(e2e_s) if e2e_s else []
     return [cost_usd * t / busy for t in e2e_s]
+
+
+class BusyCostMeter:
+    """Per-request cost online, by processor sharing of a pool's busy time.
+
+    While n requests are in flight on a pool each is charged rate / n per second, rate being the pool's
+    price_per_hour x replicas / 3600. The meter keeps the running integral of rate / n(t) ("virtual
+    time"); a request costs the integral's growth between its start and its end. Requests that overlap
+    share the cost, and the costs of all requests add up to the pool's cost over its busy time. Idle time
+    is charged to no request: it shows in the pool's window cost (`pool_cost_usd`) and $/token figures.
+    """
+
+    def __init__(self, usd_per_hour: float) -> None:
+        if usd_per_hour < 0:
+            raise ValueError("usd_per_hour must be >= 0")
+        self.rate = usd_per_hour / SECONDS_PER_HOUR
+        self._in_flight = 0
+        self._last_s = 0.0
+        self._integral = 0.0
+
+    def _advance(self, now_s: float) -> None:
+        if now_s < self._last_s:
+            raise ValueError("time went backwards")
+        if self._in_flight:
+            self._integral += self.rate * (now_s - self._last_s) / self._in_flight
+        self._last_s = now_s
+
+    def start(self, now_s: float) -> float:
+        """A request begins; returns the token to pass to `finish`."""
+        self._advance(now_s)
+        self._in_flight += 1
+        return self._integral
+
+    def finish(self, token: float, now_s: float) -> float:
+        """The request that got `token` ends; returns its cost in USD."""
+        if self._in_flight == 0:
+            raise ValueError("finish without start")
+        self._advance(now_s)
+        self._in_flight -= 1
+        return self._integral - token

@@ -1,13 +1,19 @@
 """The DuckDB store: one file, one writer, batched Arrow appends.
 
-Rows are validated and converted to Arrow when they are appended (so a bad row is refused at once,
-naming the table and column, and a flush cannot fail on data); they are buffered per table and written
-as one Arrow insert per table by `flush()`, which a background thread calls every `flush_interval_s`
-and `close()` calls last.
+Rows are checked when they are appended (a bad row is refused at once, naming the table, row and column)
+and buffered column-wise per table (collector/columns.py); `flush()` writes each table's buffer as one
+Arrow insert. A background thread flushes every `flush_interval_s`; `close()` flushes last. Appends never
+wait for a flush in progress: the buffers are swapped under a short lock and written outside it.
+Should an insert still fail, its rows go to `<store>.rejected.jsonl` with the reason: never dropped.
+
+Only this process may open the file (DuckDB allows one writer and no readers beside it); other processes
+read and write through the collector's store service (collector/store_service.py).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,7 +23,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from collector.columns import ColumnBuffer
 from collector.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -59,10 +68,11 @@ class Store:
         except BaseException:
             self._con.close()
             raise
-        self._schemas = {name: self._arrow_schema(name) for name in self.tables()}
-        self._required = {name: self._not_null(name) for name in self._schemas}
-        self._pending: dict[str, list[pa.Table]] = {}
-        self._lock = threading.Lock()
+        self._buffers = {
+            name: ColumnBuffer(name, self._arrow_schema(name), self._not_null(name)) for name in self.tables()
+        }
+        self._lock = threading.Lock()  # guards the buffers
+        self._write_lock = threading.Lock()  # one flush at a time
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval_s,), daemon=True)
         self._flusher.start()
@@ -82,49 +92,65 @@ class Store:
         ).fetchall()
         return frozenset(str(r[0]) for r in rows)
 
+    def schema(self, table: str) -> pa.Schema:
+        return self._buffer(table).schema
+
+    def _buffer(self, table: str) -> ColumnBuffer:
+        buffer = self._buffers.get(table)
+        if buffer is None:
+            raise StoreError(f"no table {table!r} in the store; tables are {', '.join(self._buffers)}")
+        return buffer
+
     def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Buffer rows for `table`; they are durable after the next flush. Returns how many were taken."""
-        schema = self._schemas.get(table)
-        if schema is None:
-            raise StoreError(f"no table {table!r} in the store; tables are {', '.join(self._schemas)}")
-        batch = list(rows)
-        if not batch:
-            return 0
-        for index, row in enumerate(batch):
-            unknown = set(row) - set(schema.names)
-            if unknown:
-                raise StoreError(f"{table} row {index}: unknown column(s) {', '.join(sorted(unknown))}")
-            missing = [c for c in self._required[table] if row.get(c) is None]
-            if missing:
-                raise StoreError(f"{table} row {index}: column(s) {', '.join(sorted(missing))} must not be empty")
+        """Buffer rows for `table`; they are durable after the next flush. Returns how many were taken.
+
+        All or nothing: if any row is refused, none of this call's rows is buffered.
+        """
+        buffer = self._buffer(table)
         try:
-            arrow = pa.Table.from_pylist(batch, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise StoreError(f"{table}: rows do not fit the table's columns ({exc})") from None
+            batch = buffer.validate(rows)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         with self._lock:
             if self._closed.is_set():
                 raise StoreError(f"{self.path}: the store is closed")
-            self._pending.setdefault(table, []).append(arrow)
+            buffer.extend(batch)
         return len(batch)
 
     def flush(self) -> int:
         """Write every buffered row, one Arrow insert per table; returns the number of rows written."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
+        with self._write_lock:
+            with self._lock:
+                batches = [(b.table, b.take()) for b in self._buffers.values() if b.rows]
             written = 0
-            for table, parts in pending.items():
-                data = pa.concat_tables(parts)
-                self._con.register("_inferwatch_batch", data)
+            for table, data in batches:
                 try:
-                    self._con.execute(f'INSERT INTO "{table}" SELECT * FROM _inferwatch_batch')
-                finally:
-                    self._con.unregister("_inferwatch_batch")
-                written += data.num_rows
+                    self._insert(table, data)
+                    written += data.num_rows
+                except duckdb.Error as exc:
+                    self._reject(table, data, str(exc))
             return written
+
+    def _insert(self, table: str, data: pa.Table) -> None:
+        self._con.register("_inferwatch_batch", data)
+        try:
+            self._con.execute(f'INSERT INTO "{table}" SELECT * FROM _inferwatch_batch')
+        finally:
+            self._con.unregister("_inferwatch_batch")
+
+    def _reject(self, table: str, data: pa.Table, reason: str) -> None:
+        target = Path(f"{self.path}.rejected.jsonl") if self.path != ":memory:" else None
+        log.error(
+            "%s: %d %s rows could not be inserted (%s); kept in %s", self.path, data.num_rows, table, reason, target
+        )
+        if target is not None:
+            with target.open("a") as out:
+                for row in data.to_pylist():
+                    out.write(json.dumps({"table": table, "reason": reason, "row": row}, default=str) + "\n")
 
     def pending_rows(self) -> int:
         with self._lock:
-            return sum(t.num_rows for parts in self._pending.values() for t in parts)
+            return sum(b.rows for b in self._buffers.values())
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run a read query on a cursor of the writer's connection (sees every flushed row)."""

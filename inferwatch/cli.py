@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from collector.service import CollectorConfig
 from engine.lifecycle import EngineConfig
 from inferwatch.settings import Settings, SettingsError
 
@@ -19,6 +20,8 @@ EXIT_FAILURE, EXIT_BAD_INPUT = 1, 3  # argparse itself exits 2 on usage errors
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
+        collector_port=getattr(args, "collector_port", None),
+        store=getattr(args, "store", None),
         spec=getattr(args, "spec", None),
         serve_port=getattr(args, "port", None),
         ray_port=getattr(args, "ray_port", None),
@@ -71,6 +74,46 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def collector_config(settings: Settings, splits: Sequence[str] = ()) -> CollectorConfig:
+    return CollectorConfig(
+        store_path=str(settings.store_path), engine_state=str(settings.engine_state), prices=str(settings.prices),
+        host=settings.host, port=settings.collector_port, splits=tuple(splits),
+        scrape_interval_s=settings.scrape_interval_s,
+    )  # fmt: skip
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    from collector import daemon
+    from collector.routes import SplitError
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    if args.action == "up":
+        config = collector_config(settings, args.split or ())
+        try:
+            state = daemon.up(config, settings.collector_state, log=_log)
+        except SplitError as exc:
+            raise SettingsError(f"--split: {exc}") from None
+        print(f"collector (gateway, store, scraper) at {state.url}")
+        print(f"  OpenAI API: {state.url}/v1 (model <model>@<pool>)    metrics: {state.url}/metrics")
+        print(f"  store: {state.store}    log: {state.log}    stop with: inferwatch collector down")
+        return 0
+    if args.action == "status":
+        state, health = daemon.status(settings.collector_state)
+        if health is None:
+            print(
+                f"the collector recorded in {settings.collector_state} (pid {state.pid}) does not answer at {state.url}"
+            )
+            return EXIT_FAILURE
+        print_table([{"url": state.url, "pid": state.pid, **health}], title="collector")
+        return 0
+    if daemon.down(settings.collector_state, log=_log):
+        print("collector is down (store flushed)")
+    else:
+        print(f"nothing to stop ({settings.collector_state} does not exist)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
@@ -97,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("action", choices=["up", "status", "down"])
     engine_flags(engine)
     engine.set_defaults(func=cmd_engine)
+
+    collector = commands.add_parser("collector", help="the gateway, store and metrics scraper in front of the pools")
+    collector.add_argument("action", choices=["up", "status", "down"])
+    collector.add_argument("--home", type=Path, help="state directory (default ./var)")
+    collector.add_argument("--collector-port", type=int, help="the collector's HTTP port (default 8090)")
+    collector.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+    collector.add_argument(
+        "--split", action="append", metavar="BASELINE=CANDIDATE:WEIGHT",
+        help="send a share of one pool's traffic to another, e.g. ref=bf16:0.1 (repeatable)",
+    )  # fmt: skip
+    collector.set_defaults(func=cmd_collector)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

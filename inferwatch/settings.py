@@ -29,10 +29,21 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=8079, ge=1, le=65535, description="Ray metrics export (vllm, serve)")
     ray_num_cpus: int = Field(default=16, ge=1, description="logical CPUs of a local Ray head")
     up_timeout_s: float = Field(default=900.0, gt=0, description="how long `engine up` waits for pools")
+    collector_port: int = Field(default=8090, ge=1, le=65535, description="the collector's HTTP port (gateway)")
+    store: Path | None = Field(default=None, description="the DuckDB store (default <home>/inferwatch.duckdb)")
+    scrape_interval_s: float = Field(default=5.0, gt=0, description="how often the collector reads server metrics")
 
     @property
     def engine_state(self) -> Path:
         return self.home / "engine.json"
+
+    @property
+    def collector_state(self) -> Path:
+        return self.home / "collector.json"
+
+    @property
+    def store_path(self) -> Path:
+        return self.store or self.home / "inferwatch.duckdb"
 
     @property
     def models_dir(self) -> Path:

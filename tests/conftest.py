@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,21 @@ def engine(engine_home: Path) -> Iterator[EngineState]:
         yield EngineState.load(home / "engine.json")
     finally:
         inferwatch("engine", "down", *flags, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def live_collector(engine: EngineState, engine_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A collector (gateway, store, scraper) in front of the real pools, with its own state and store."""
+    from collector import daemon
+    from collector.service import CollectorConfig
+
+    home = tmp_path_factory.mktemp("live-collector")
+    config = CollectorConfig(
+        store_path=str(home / "store.duckdb"), engine_state=str(engine_home / "engine.json"),
+        prices=str(DATA / "prices.yaml"), port=free_port(), scrape_interval_s=1.0,
+    )  # fmt: skip
+    state = daemon.up(config, home / "collector.json", log=lambda _: None)
+    try:
+        yield state
+    finally:
+        daemon.down(home / "collector.json")

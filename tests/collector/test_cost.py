@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.cost import attribute_by_busy_time, pool_cost_usd, summarize_cost
+from collector.cost import BusyCostMeter, attribute_by_busy_time, pool_cost_usd, summarize_cost
 
 
 def test_pool_cost_by_hand() -> None:
@@ -36,3 +36,30 @@ def test_attribution_by_busy_time_adds_up() -> None:
 def test_negative_inputs_are_rejected(args: tuple[float, int, float]) -> None:
     with pytest.raises(ValueError):
         pool_cost_usd(*args)
+
+
+def test_busy_cost_meter_shares_overlapping_time() -> None:
+    # 3.6 $/h x 1 replica = 0.001 $/s. A runs 0-2 s, B 1-3 s, C alone 10-11 s.
+    # A: 1 s alone (0.001) + 1 s shared by two (0.0005) = 0.0015; B likewise; C 0.001. Busy 4 s = 0.004.
+    meter = BusyCostMeter(3.6)
+    a = meter.start(0.0)
+    b = meter.start(1.0)
+    cost_a = meter.finish(a, 2.0)
+    cost_b = meter.finish(b, 3.0)
+    c = meter.start(10.0)
+    cost_c = meter.finish(c, 11.0)
+    assert cost_a == pytest.approx(0.0015, abs=1e-15)
+    assert cost_b == pytest.approx(0.0015, abs=1e-15)
+    assert cost_c == pytest.approx(0.001, abs=1e-15)
+    assert cost_a + cost_b + cost_c == pytest.approx(pool_cost_usd(3.6, 1, 4.0))
+
+
+def test_busy_cost_meter_refuses_misuse() -> None:
+    meter = BusyCostMeter(1.0)
+    with pytest.raises(ValueError, match="finish without start"):
+        meter.finish(0.0, 1.0)
+    meter.start(5.0)
+    with pytest.raises(ValueError, match="time went backwards"):
+        meter.start(4.0)
+    with pytest.raises(ValueError, match="usd_per_hour must be >= 0"):
+        BusyCostMeter(-1.0)

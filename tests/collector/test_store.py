@@ -68,7 +68,9 @@ def test_background_flush_and_close_flush(tmp_path: Path) -> None:
         ("nope", request(1), "no table 'nope' in the store; tables are alerts, drift"),
         ("requests", request(1, colour="red"), "requests row 0: unknown column(s) colour"),
         ("requests", request(1, pool=None), "requests row 0: column(s) pool must not be empty"),
-        ("requests", request(1, ttft_s="fast"), "requests: rows do not fit the table's columns"),
+        ("requests", request(1, ttft_s="fast"), "requests row 0: column ttft_s must be a number, got 'fast'"),
+        ("requests", request(1, completion_tokens=2**31), "column completion_tokens must be an integer between"),
+        ("requests", request(1, started_at="2026-11-22"), "column started_at must be a datetime"),
     ],
 )
 def test_bad_rows_are_refused_at_append_and_nothing_is_lost(

@@ -1,0 +1,133 @@
+"""The collector process: gateway, store service, scraper and /metrics in one asyncio HTTP server.
+
+Run by `inferwatch collector up` (collector/daemon.py) as `python -m collector.service CONFIG_JSON`.
+On SIGTERM or SIGINT uvicorn stops accepting requests and lets those in flight finish (up to
+`graceful_s`; streams still open then are cut and recorded as cancelled); then the scraper stops and the
+store flushes every buffered row before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from collector.export import GatewayMetrics
+from collector.gateway import Gateway, GatewayConfig
+from collector.routes import Router, Split, routes_from
+from collector.store import Store
+from collector.store_service import StoreService
+from collector.tracing import RequestTracing, tracer_provider_from_env
+
+log = logging.getLogger("inferwatch.collector")
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    store_path: str
+    engine_state: str
+    prices: str
+    host: str = "127.0.0.1"
+    port: int = 8090
+    splits: tuple[str, ...] = ()
+    scrape_interval_s: float = 5.0
+    max_body_bytes: int = 1 << 20
+    graceful_s: float = 30.0
+    flush_interval_s: float = 1.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectorConfig:
+        raw = json.loads(text)
+        raw["splits"] = tuple(raw.get("splits", ()))
+        return cls(**raw)
+
+
+def build_router(config: CollectorConfig) -> Router:
+    """The pools the engine runs, with their specs and the configured splits (ValueError if they do not fit)."""
+    from engine.lifecycle import EngineState
+    from engine.specs import load_pools
+
+    state = EngineState.load(Path(config.engine_state))
+    pools = load_pools(Path(state.spec), Path(config.prices))
+    return Router(routes_from(pools, state), [Split.parse(s) for s in config.splits])
+
+
+def build_app(config: CollectorConfig) -> Starlette:
+    """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
+    router = build_router(config)
+    metrics = GatewayMetrics()
+    tracing = RequestTracing(tracer_provider_from_env())
+    store = Store(config.store_path, flush_interval_s=config.flush_interval_s)
+    gateway = Gateway(router, store, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes))
+    store_service = StoreService(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        log.info("collector ready: %d pools, store %s", len(router.routes), config.store_path)
+        try:
+            yield
+        finally:
+            await gateway.close()
+            store.close()
+            tracing.shutdown()
+            log.info("collector stopped; store flushed")
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({
+            "ok": True, "store": store.path, "schema_version": store.version,
+            "pending_rows": store.pending_rows(), "pools": sorted(router.routes),
+            "splits": list(config.splits),
+        })  # fmt: skip
+
+    routes = [
+        *gateway.http_routes(),
+        *store_service.http_routes(),
+        HttpRoute("/metrics", metrics_endpoint, methods=["GET"]),
+        HttpRoute("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(config: CollectorConfig) -> None:
+    import uvicorn
+
+    app = build_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, loop="uvloop", http="httptools", lifespan="on",
+            log_level="warning", access_log=False, timeout_graceful_shutdown=config.graceful_s,
+        )
+    )  # fmt: skip
+    asyncio.run(server.serve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m collector.service CONFIG_JSON", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(CollectorConfig.from_json(args[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""An OpenAI-like server that misbehaves on purpose, for the gateway's fault tests.
+
+A real vLLM pool cannot be made to answer 5xx, send broken SSE or stall on demand; this server does, per
+model id (`arith@<pool>`): ok (a well-formed 3-token stream or JSON answer), err500, garbage (an event
+that is not JSON), truncated (closes the stream without [DONE]), slow (one token every 20 ms for 500
+tokens; notes when the client goes away). It runs an aiohttp server in a thread on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from collector import daemon
+from collector.daemon import CollectorState
+from collector.service import CollectorConfig
+from engine.lifecycle import EngineState, PoolEndpoint
+from tests.conftest import DATA, free_port
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _chunk(text: str, finish: str | None = None) -> bytes:
+    return _event(
+        {
+            "id": "c1",
+            "object": "text_completion",
+            "model": "x",
+            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+        }
+    )
+
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+class FaultyUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cancelled: list[str] = []  # x-request-id of streams whose client went away
+        self.received: list[dict[str, Any]] = []  # headers and bodies as they arrived
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FaultyUpstream:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/{pool}/v1/completions", self._completions)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.received.append({"headers": dict(request.headers), "body": body})
+        mode = request.match_info["pool"]
+        if mode == "err500":
+            return web.json_response({"object": "error", "message": "engine dead"}, status=500)
+        if not body.get("stream"):
+            answer = {"id": "c1", "object": "text_completion", "model": body["model"],
+                      "choices": [{"index": 0, "text": "46", "finish_reason": "stop"}], "usage": USAGE}  # fmt: skip
+            return web.json_response(answer)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        if mode == "slow":
+            try:
+                for _ in range(500):
+                    await response.write(_chunk("1"))
+                    await asyncio.sleep(0.02)
+            except (ConnectionResetError, asyncio.CancelledError):
+                self.cancelled.append(request.headers.get("x-request-id", "?"))
+                raise
+            return response
+        await response.write(_chunk("4"))
+        if mode == "garbage":
+            await response.write(b"data: {this is not json\n\n")
+            await asyncio.sleep(0.5)
+            return response
+        await response.write(_chunk("6"))
+        if mode == "truncated":
+            return response
+        await response.write(_chunk("", "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(_event({"id": "c1", "choices": [], "usage": USAGE}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+POOLS = ("ok", "err500", "garbage", "truncated", "slow", "down")
+
+
+def write_engine(home: Path, upstream_url: str) -> Path:
+    """A spec of endpoint pools on the scripted upstream, and the engine state `engine up` would record."""
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    spec = home / "pools.yaml"
+    url = {p: (dead if p == "down" else f"{upstream_url}/{p}") for p in POOLS}
+    pools = [
+        {"name": p, "hardware": "cpu", "accelerator": "cpu", "model": "test/arith", "model_name": "arith",
+         "revision": f"rev-{p}", "endpoint": url[p]}
+        for p in POOLS
+    ]  # fmt: skip
+    spec.write_text(json.dumps({"pools": pools}))
+    state = EngineState(
+        spec=str(spec), ray_address="", ray_head_pid=None, serve_url=upstream_url, metrics_url=None,
+        pools=[PoolEndpoint(p, f"arith@{p}", f"{url[p]}/v1", False) for p in POOLS],
+    )  # fmt: skip
+    state.save(home / "engine.json")
+    return home / "engine.json"
+
+
+def start_collector(home: Path, upstream: FaultyUpstream, **config: Any) -> CollectorState:
+    engine_state = write_engine(home, upstream.url)
+    cfg = CollectorConfig(
+        store_path=str(home / "store.duckdb"), engine_state=str(engine_state), prices=str(DATA / "prices.yaml"),
+        port=free_port(), **config,
+    )  # fmt: skip
+    return daemon.up(cfg, home / "collector.json", log=lambda _: None)
