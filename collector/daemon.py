@@ -9,7 +9,6 @@ collector holds the file, else the file itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from collector.store_client import RemoteStore
 from engine.lifecycle import port_is_free
 
 Log = Callable[[str], None]
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}  # collectors this process started, reaped by `down`
 
 
 class CollectorError(RuntimeError):
@@ -64,7 +64,7 @@ def health(url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
         response = httpx.get(f"{url}/healthz", timeout=timeout_s)
     except httpx.HTTPError:
         return None
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+    return response.json() if response.status_code == 200 else None
 
 
 def _is_ours(pid: int) -> bool:
@@ -101,10 +101,12 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+    _STARTED[process.pid] = process
     url = f"http://{config.host}:{config.port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            _STARTED.pop(process.pid, None)
             raise CollectorError(
                 f"the collector exited at start ({process.returncode}); {log_path}:\n{_tail(log_path)}"
             )
@@ -114,6 +116,8 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
             return state
         time.sleep(0.2)
     process.kill()
+    process.wait()
+    _STARTED.pop(process.pid, None)
     raise CollectorError(f"the collector did not answer within {timeout_s:.0f}s; {log_path}:\n{_tail(log_path)}")
 
 
@@ -125,13 +129,14 @@ def down(state_path: Path, log: Log = print, grace_s: float = 60.0) -> bool:
     if _is_ours(state.pid):
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
+        child = _STARTED.pop(state.pid, None)  # our own child: wait() reaps it
         while _is_ours(state.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(state.pid, os.WNOHANG)
             time.sleep(0.2)
         if _is_ours(state.pid):
             log(f"the collector did not stop within {grace_s:.0f}s; killing it (rows not yet flushed are lost)")
             os.kill(state.pid, signal.SIGKILL)
+        if child is not None:
+            child.wait(timeout=10)
     state_path.unlink(missing_ok=True)
     return True
 

@@ -26,19 +26,20 @@ from typing import Any, Protocol
 import aiohttp
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 from starlette.types import Receive, Scope, Send
 
 from collector.cost import BusyCostMeter
 from collector.export import GatewayMetrics, PoolLabels
-from collector.records import Operation, RequestRecord, Source, Status
+from collector.records import ErrorType, Operation, RequestRecord, Source, Status
 from collector.relay import MalformedStream, StreamObservation, StreamRelay
 from collector.routes import Route, RouteError, Router
 from collector.timing import stream_timing
 from collector.tracing import RequestSpan, RequestTracing
 
 log = logging.getLogger(__name__)
+SSE = "text/event-stream"
 
 
 class RowSink(Protocol):
@@ -71,6 +72,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"request body is over the gateway's limit of {limit} bytes")
         parts.append(part)
     return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    error: str | None = None
+    error_type: ErrorType | None = None
+
+
+OK = Outcome(Status.ok)
+CANCELLED_BEFORE_ANSWER = Outcome(Status.cancelled, "client went away before the pool answered", ErrorType.cancelled)
 
 
 @dataclass
@@ -168,7 +180,7 @@ class Gateway:
             started_at=started_at, started_ns=started_ns, route=route, span=span,
             cost_token=self.meters[route.pool].start(started_ns / 1e9),
         )  # fmt: skip
-        self.metrics.in_flight(self.labels(route), +1)
+        self.metrics.inc_in_flight(self.labels(route))
         streaming = bool(body.get("stream"))
         strip_usage = False
         body["model"] = route.model_id
@@ -186,10 +198,10 @@ class Gateway:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"pool {route.pool}: no answer from {route.upstream} ({type(exc).__name__}: {exc})"
-            self.finish(exchange, Status.error, message)
+            self.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_unreachable))
             return openai_error(502, message, "upstream_error")
         except BaseException:
-            self.finish(exchange, Status.cancelled, "client went away before the pool answered")
+            self.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
 
         if upstream.status != 200:
@@ -198,7 +210,8 @@ class Gateway:
             finally:
                 upstream.release()
             message = f"pool {route.pool}: HTTP {upstream.status} from {route.upstream}: {detail[:500]}"
-            self.finish(exchange, Status.error, message)
+            kind = ErrorType.upstream_5xx if upstream.status >= 500 else ErrorType.upstream_4xx
+            self.finish(exchange, Outcome(Status.error, message, kind))
             if upstream.status >= 500:
                 return openai_error(502, message, "upstream_error")
             content_type = upstream.headers.get("content-type", "application/json")
@@ -212,11 +225,11 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError) as exc:
             upstream.close()
             message = f"pool {route.pool}: response broke off ({type(exc).__name__}: {exc})"
-            self.finish(exchange, Status.error, message)
+            self.finish(exchange, Outcome(Status.error, message, ErrorType.stream_cut))
             return openai_error(502, message, "upstream_error")
         except BaseException:
             upstream.close()
-            self.finish(exchange, Status.cancelled, "client went away before the pool answered")
+            self.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
         upstream.release()
         now_ns = time.perf_counter_ns()
@@ -227,13 +240,14 @@ class Gateway:
                 (c.get("finish_reason") for c in answer.get("choices") or [] if c.get("finish_reason")), None
             )
         except (ValueError, AttributeError) as exc:
-            self.finish(exchange, Status.error, f"pool {route.pool}: answer is not an OpenAI response ({exc})", now_ns)
+            message = f"pool {route.pool}: answer is not an OpenAI response ({exc})"
+            self.finish(exchange, Outcome(Status.error, message, ErrorType.malformed_stream), now_ns)
         else:
-            self.finish(exchange, Status.ok, None, now_ns)
+            self.finish(exchange, OK, now_ns)
         content_type = upstream.headers.get("content-type", "application/json")
         return Response(data, 200, headers=reply_headers, media_type=content_type)
 
-    def finish(self, ex: Exchange, status: Status, error: str | None, ended_ns: int | None = None) -> None:
+    def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> None:
         """Record the request: one row, the metrics, the span. Never raises into the response path."""
         ended_ns = ended_ns or time.perf_counter_ns()
         route = ex.route
@@ -242,7 +256,7 @@ class Gateway:
         details = usage.get("prompt_tokens_details") or {}
         timing = stream_timing(ex.started_ns, ex.seen.content_ns, ended_ns, completion or 0)
         record = RequestRecord(
-            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=status,
+            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=outcome.status,
             operation=ex.operation, trace_id=ex.span.trace_id, run_id=ex.run_id, revision=route.revision,
             hardware=route.hardware, model=route.model_id, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
             itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s,
@@ -250,10 +264,11 @@ class Gateway:
             prompt_tokens=_int(usage.get("prompt_tokens")),
             cached_tokens=_int(details.get("cached_tokens") if isinstance(details, Mapping) else None),
             completion_tokens=completion, finish_reason=ex.seen.finish_reason,
-            error=error, cost_usd=self.meters[route.pool].finish(ex.cost_token, ended_ns / 1e9),
+            error=outcome.error, error_type=outcome.error_type,
+            cost_usd=self.meters[route.pool].finish(ex.cost_token, ended_ns / 1e9),
         )  # fmt: skip
         labels = self.labels(route)
-        self.metrics.in_flight(labels, -1)
+        self.metrics.dec_in_flight(labels)
         try:
             self.sink.append("requests", [record.as_row()])
         except Exception:  # a closed store: the row is in the log, the client still gets its answer
@@ -271,7 +286,7 @@ def _error_event(message: str) -> bytes:
     return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
-class RelayResponse:
+class RelayResponse(StreamingResponse):
     """An ASGI response that relays a pool's event stream and records the request when it ends.
 
     It watches the client connection: when the client goes away, the upstream request is closed (the
@@ -286,25 +301,25 @@ class RelayResponse:
         relay: StreamRelay,
         headers: Mapping[str, str],
     ) -> None:
+        # StreamingResponse for its headers (no content-length); __call__ below does the streaming
+        super().__init__(iter(()), status_code=200, headers={**headers, "cache-control": "no-cache"}, media_type=SSE)
         self.gateway, self.exchange, self.upstream, self.relay = gateway, exchange, upstream, relay
-        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
-        self.headers += [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome: tuple[Status, str | None] = (Status.cancelled, "client disconnected mid-stream")
+        outcome = Outcome(Status.cancelled, "client disconnected mid-stream", ErrorType.cancelled)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
                 outcome = await self._pump(send)
                 group.cancel_scope.cancel()
         finally:
-            if outcome[0] is Status.ok:
+            if outcome.status is Status.ok:
                 self.upstream.release()
             else:
                 self.upstream.close()  # the pool sees the connection go and aborts the request
             self.exchange.seen = self.relay.seen
-            self.gateway.finish(self.exchange, *outcome)
+            self.gateway.finish(self.exchange, outcome)
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -312,9 +327,9 @@ class RelayResponse:
             pass
         scope.cancel()
 
-    async def _pump(self, send: Send) -> tuple[Status, str | None]:
+    async def _pump(self, send: Send) -> Outcome:
         pool = self.exchange.route.pool
-        outcome: tuple[Status, str | None] = (Status.ok, None)
+        outcome = OK
         try:
             async for data in self.upstream.content.iter_any():
                 out = self.relay.feed(data, time.perf_counter_ns())
@@ -322,15 +337,18 @@ class RelayResponse:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = self.relay.end()
         except MalformedStream as exc:
-            outcome = (Status.error, f"pool {pool}: malformed event stream ({exc})")
-            tail = _error_event(outcome[1] or "")
+            outcome = Outcome(Status.error, f"pool {pool}: malformed event stream ({exc})", ErrorType.malformed_stream)
+            tail = exc.forward + _error_event(outcome.error or "")
         except (TimeoutError, aiohttp.ClientError) as exc:
-            outcome = (Status.error, f"pool {pool}: stream broke off ({type(exc).__name__}: {exc})")
-            tail = _error_event(outcome[1] or "")
+            message = f"pool {pool}: stream broke off ({type(exc).__name__}: {exc})"
+            outcome = Outcome(Status.error, message, ErrorType.stream_cut)
+            tail = _error_event(message)
         else:
             if self.relay.seen.error is not None:
-                outcome = (Status.error, f"pool {pool}: {self.relay.seen.error}")
+                message = f"pool {pool}: {self.relay.seen.error}"
+                outcome = Outcome(Status.error, message, ErrorType.upstream_error_event)
             elif not self.relay.seen.done:
-                outcome = (Status.error, f"pool {pool}: stream ended before data: [DONE]")
+                message = f"pool {pool}: stream ended before data: [DONE]"
+                outcome = Outcome(Status.error, message, ErrorType.stream_cut)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return outcome

@@ -14,6 +14,18 @@ class Status(StrEnum):
     cancelled = "cancelled"  # the client went away before the response ended
 
 
+class ErrorType(StrEnum):
+    """A short, closed class of what went wrong (the message in `error` says exactly what)."""
+
+    upstream_unreachable = "upstream_unreachable"  # no connection, or no answer in time
+    upstream_4xx = "upstream_4xx"  # the pool refused the request (passed on to the client as is)
+    upstream_5xx = "upstream_5xx"  # the pool failed (the client gets 502)
+    upstream_error_event = "upstream_error_event"  # the pool sent an error event inside the stream
+    malformed_stream = "malformed_stream"  # not an OpenAI SSE stream, or not an OpenAI JSON answer
+    stream_cut = "stream_cut"  # the stream broke off or ended without data: [DONE]
+    cancelled = "cancelled"  # the client went away
+
+
 class Operation(StrEnum):
     """gen_ai.operation.name of the OpenTelemetry GenAI conventions."""
 
@@ -51,6 +63,7 @@ class RequestRecord:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
+    error_type: str | None = None  # ErrorType
     cost_usd: float | None = None
 
     def as_row(self) -> dict[str, Any]:

@@ -20,7 +20,14 @@ DONE = b"[DONE]"
 
 
 class MalformedStream(ValueError):
-    """The upstream sent something that is not an OpenAI SSE stream."""
+    """The upstream sent something that is not an OpenAI SSE stream.
+
+    `forward` holds the good events that came before it in the same read: the client still gets them.
+    """
+
+    def __init__(self, message: str, forward: bytes = b"") -> None:
+        super().__init__(message)
+        self.forward = forward
 
 
 @dataclass
@@ -59,7 +66,10 @@ class StreamRelay:
         out = bytearray()
         for event in parts:
             if event.strip():
-                out += self._event(event, now_ns)
+                try:
+                    out += self._event(event, now_ns)
+                except MalformedStream as exc:
+                    raise MalformedStream(str(exc), bytes(out)) from None
         return bytes(out)
 
     def end(self) -> bytes:

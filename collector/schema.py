@@ -51,10 +51,12 @@ MIGRATIONS: tuple[str, ...] = (
         payload_json VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
     );
     """,
-    # 2: which load/canary/eval run a request belongs to, and which OpenAI operation it was
+    # 2: which load/canary/eval run a request belongs to, which OpenAI operation it was, and the class of
+    # its error (collector/records.py ErrorType) beside the message
     """
     ALTER TABLE requests ADD COLUMN run_id VARCHAR;
     ALTER TABLE requests ADD COLUMN operation VARCHAR;
+    ALTER TABLE requests ADD COLUMN error_type VARCHAR;
     """,
 )
 

@@ -187,11 +187,14 @@ def targets_from_engine(state: EngineState) -> list[Target]:
     by_url: dict[str, dict[str, str]] = defaultdict(dict)
     unknown = []
     for pool in state.pools:
-        if pool.deployed and state.metrics_url is None:
+        if not pool.deployed:
+            url = pool.base_url.removesuffix("/v1") + "/metrics"
+        elif state.metrics_url:
+            url = state.metrics_url
+        else:
             unknown.append(pool.name)
             continue
-        url = state.metrics_url if pool.deployed else pool.base_url.removesuffix("/v1") + "/metrics"
-        by_url[str(url)][pool.model_id] = pool.name
+        by_url[url][pool.model_id] = pool.name
     if unknown:
         log.warning(
             "no server metrics for pool(s) %s: they run on the Ray cluster at %s, whose metrics export is not known",

@@ -25,9 +25,12 @@ from starlette.routing import Route as HttpRoute
 from collector.export import GatewayMetrics
 from collector.gateway import Gateway, GatewayConfig
 from collector.routes import Router, Split, routes_from
+from collector.scraper import Scraper, targets_from_engine
 from collector.store import Store
 from collector.store_service import StoreService
 from collector.tracing import RequestTracing, tracer_provider_from_env
+from engine.lifecycle import EngineState
+from engine.specs import load_pools
 
 log = logging.getLogger("inferwatch.collector")
 
@@ -57,9 +60,6 @@ class CollectorConfig:
 
 def build_router(config: CollectorConfig) -> Router:
     """The pools the engine runs, with their specs and the configured splits (ValueError if they do not fit)."""
-    from engine.lifecycle import EngineState
-    from engine.specs import load_pools
-
     state = EngineState.load(Path(config.engine_state))
     pools = load_pools(Path(state.spec), Path(config.prices))
     return Router(routes_from(pools, state), [Split.parse(s) for s in config.splits])
@@ -68,25 +68,35 @@ def build_router(config: CollectorConfig) -> Router:
 def build_app(config: CollectorConfig) -> Starlette:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
     router = build_router(config)
+    targets = targets_from_engine(EngineState.load(Path(config.engine_state)))
     metrics = GatewayMetrics()
     tracing = RequestTracing(tracer_provider_from_env())
     store = Store(config.store_path, flush_interval_s=config.flush_interval_s)
     gateway = Gateway(router, store, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes))
     store_service = StoreService(store)
+    scraper = Scraper(targets, store, interval_s=config.scrape_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        stop = asyncio.Event()
+        scraping = asyncio.create_task(scraper.run(stop))
         log.info("collector ready: %d pools, store %s", len(router.routes), config.store_path)
         try:
             yield
         finally:
+            stop.set()
+            await scraping
+            await scraper.aclose()
             await gateway.close()
             store.close()
             tracing.shutdown()
             log.info("collector stopped; store flushed")
 
     async def metrics_endpoint(request: Request) -> Response:
+        for pool, ratio in scraper.hit_ratios().items():
+            if pool in router.routes:
+                metrics.set_server_cache_hit_ratio(gateway.labels(router.routes[pool]), ratio)
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
@@ -113,7 +123,7 @@ def serve(config: CollectorConfig) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=config.host, port=config.port, loop="uvloop", http="httptools", lifespan="on",
-            log_level="warning", access_log=False, timeout_graceful_shutdown=config.graceful_s,
+            log_level="warning", access_log=False, timeout_graceful_shutdown=round(config.graceful_s),
         )
     )  # fmt: skip
     asyncio.run(server.serve())
@@ -125,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m collector.service CONFIG_JSON", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per scrape otherwise
     serve(CollectorConfig.from_json(args[0]))
     return 0
 

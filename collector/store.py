@@ -1,7 +1,7 @@
 """The DuckDB store: one file, one writer, batched Arrow appends.
 
 Rows are checked when they are appended (a bad row is refused at once, naming the table, row and column)
-and buffered column-wise per table (collector/columns.py); `flush()` writes each table's buffer as one
+and buffered per table (collector/columns.py); `flush()` writes each table's buffer as one
 Arrow insert. A background thread flushes every `flush_interval_s`; `close()` flushes last. Appends never
 wait for a flush in progress: the buffers are swapped under a short lock and written outside it.
 Should an insert still fail, its rows go to `<store>.rejected.jsonl` with the reason: never dropped.
@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.columns import ColumnBuffer
+from collector.columns import RowBuffer
 from collector.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Store:
             self._con.close()
             raise
         self._buffers = {
-            name: ColumnBuffer(name, self._arrow_schema(name), self._not_null(name)) for name in self.tables()
+            name: RowBuffer(name, self._arrow_schema(name), self._not_null(name)) for name in self.tables()
         }
         self._lock = threading.Lock()  # guards the buffers
         self._write_lock = threading.Lock()  # one flush at a time
@@ -95,7 +95,7 @@ class Store:
     def schema(self, table: str) -> pa.Schema:
         return self._buffer(table).schema
 
-    def _buffer(self, table: str) -> ColumnBuffer:
+    def _buffer(self, table: str) -> RowBuffer:
         buffer = self._buffers.get(table)
         if buffer is None:
             raise StoreError(f"no table {table!r} in the store; tables are {', '.join(self._buffers)}")

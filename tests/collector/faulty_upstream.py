@@ -70,10 +70,11 @@ class FaultyUpstream:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.received.append({"headers": dict(request.headers), "body": body})
+        self.received.append({"headers": {k.lower(): v for k, v in request.headers.items()}, "body": body})
         mode = request.match_info["pool"]
         if mode == "err500":
             return web.json_response({"object": "error", "message": "engine dead"}, status=500)

@@ -120,15 +120,20 @@ def test_a_bad_source_header_is_refused(collector: CollectorState) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pool", "message"),
-    [("down", "pool down: no answer from http://127.0.0.1:"), ("err500", "pool err500: HTTP 500 from")],
+    ("pool", "message", "error_type"),
+    [
+        ("down", "pool down: no answer from http://127.0.0.1:", "upstream_unreachable"),
+        ("err500", "pool err500: HTTP 500 from", "upstream_5xx"),
+    ],
 )
-def test_upstream_down_or_5xx_is_a_502_with_a_row(collector: CollectorState, pool: str, message: str) -> None:
+def test_upstream_down_or_5xx_is_a_502_with_a_row(
+    collector: CollectorState, pool: str, message: str, error_type: str
+) -> None:
     reply = post(collector, {"model": f"arith@{pool}", "prompt": "1", "stream": True}, f"req-{pool}")
     assert reply.status_code == 502
     assert message in reply.json()["error"]["message"]
     got = row(collector, f"req-{pool}")
-    assert got["status"] == "error"
+    assert (got["status"], got["error_type"]) == ("error", error_type)
     assert message in got["error"]
     if pool == "err500":
         assert "engine dead" in got["error"]
@@ -143,7 +148,8 @@ def test_malformed_sse_is_recorded_the_client_gets_an_error_event_and_the_gatewa
     assert events[0]["choices"][0]["text"] == "4"
     assert "malformed event stream" in events[-1]["error"]["message"]
     got = row(collector, "req-garbage")
-    assert got["status"] == "error" and "data is not JSON" in got["error"]
+    assert (got["status"], got["error_type"]) == ("error", "malformed_stream")
+    assert "data is not JSON" in got["error"]
     again = post(collector, {"model": "arith@ok", "prompt": "1", "stream": True}, "req-after-garbage")
     assert again.status_code == 200 and row(collector, "req-after-garbage")["status"] == "ok"
 
@@ -151,7 +157,8 @@ def test_malformed_sse_is_recorded_the_client_gets_an_error_event_and_the_gatewa
 def test_a_stream_without_done_is_an_error(collector: CollectorState) -> None:
     post(collector, {"model": "arith@truncated", "prompt": "1", "stream": True}, "req-truncated")
     got = row(collector, "req-truncated")
-    assert (got["status"], got["error"]) == ("error", "pool truncated: stream ended before data: [DONE]")
+    assert (got["status"], got["error_type"]) == ("error", "stream_cut")
+    assert got["error"] == "pool truncated: stream ended before data: [DONE]"
 
 
 def test_a_client_that_goes_away_cancels_the_upstream_request(
@@ -166,12 +173,12 @@ def test_a_client_that_goes_away_cancels_the_upstream_request(
     for _ in range(50):
         with RemoteStore(collector.url) as store:
             store.flush()
-            rows = store.query("SELECT status, error FROM requests WHERE id = 'req-gone'").to_pylist()
+            rows = store.query("SELECT status, error, error_type FROM requests WHERE id = 'req-gone'").to_pylist()
         if rows:
             got = rows[0]
             break
         asyncio.run(asyncio.sleep(0.1))
-    assert got == {"status": "cancelled", "error": "client disconnected mid-stream"}
+    assert got == {"status": "cancelled", "error": "client disconnected mid-stream", "error_type": "cancelled"}
     for _ in range(50):
         if "req-gone" in upstream.cancelled:
             break

@@ -6,6 +6,7 @@ import json
 import random
 import string
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,7 +58,7 @@ def test_the_client_gets_what_the_pool_sends(
     row = stored(live_collector, f"live-same-{include_usage}")
     # "432" then the end: 4 completion tokens (3 digits + </s>)
     assert (row["status"], row["completion_tokens"], row["prompt_tokens"], row["finish_reason"]) == ("ok", 4, 8, "stop")
-    assert 0 < row["ttft_s"] < row["e2e_s"]
+    assert 0 < row["ttft_s"] <= row["e2e_s"]  # equal when the proxy delivers all events in one read
 
 
 def test_chat_is_recorded_as_chat(live_collector: CollectorState) -> None:
@@ -86,33 +87,29 @@ def test_a_shared_prefix_shows_as_cached_tokens(live_collector: CollectorState) 
     assert (second["prompt_tokens"], second["cached_tokens"]) == (307, 256)
 
 
-def abort_count(engine: EngineState, model: str) -> float:
-    assert engine.metrics_url is not None
-    text = httpx.get(engine.metrics_url, timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if (
-            line.startswith("ray_vllm_request_success_total{")
-            and 'finished_reason="abort"' in line
-            and f'model_name="{model}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def serve_log_lines(request_id: str) -> list[str]:
+    """Ray Serve's log lines about one request (proxy, ingress, the pool's LLMServer replica: the replicas'
+    request lines reach their worker's .err file before the serve/ log)."""
+    logs = Path("/tmp/ray/session_latest/logs")
+    lines = []
+    for path in [*logs.glob("serve/*.log"), *logs.glob("worker-*.err")]:
+        lines += [line for line in path.read_text(errors="replace").splitlines() if f" {request_id} -- " in line]
+    return lines
 
 
-def test_a_client_that_goes_away_aborts_the_request_in_vllm(
-    engine: EngineState, live_collector: CollectorState
-) -> None:
-    before = abort_count(engine, "arith@noisy")
-    body = {"model": "arith@noisy", "prompt": "1+1=", "max_tokens": 400, "ignore_eos": True, "stream": True}
+def test_a_client_that_goes_away_cancels_the_request_in_the_pool(live_collector: CollectorState) -> None:
+    # 500 tokens take the pool about 2 s; the client leaves after the first few events
+    body = {"model": "arith@noisy", "prompt": "1+1=", "max_tokens": 500, "ignore_eos": True, "stream": True}
+    request_id = f"live-gone-{time.time_ns()}"
     with httpx.stream("POST", f"{live_collector.url}/v1/completions", json=body, timeout=60,
-                      headers={"x-request-id": "live-gone"}) as reply:  # fmt: skip
-        for count, _ in enumerate(reply.iter_raw(), start=1):
-            if count == 3:
-                break
-    deadline = time.monotonic() + 60  # Ray exports metrics every few seconds
-    while abort_count(engine, "arith@noisy") <= before and time.monotonic() < deadline:
-        time.sleep(1)
-    assert abort_count(engine, "arith@noisy") == before + 1
-    row = stored(live_collector, "live-gone")
-    assert row["status"] == "cancelled" and row["completion_tokens"] is None
+                      headers={"x-request-id": request_id}) as reply:  # fmt: skip
+        next(reply.iter_raw())  # the first bytes, then the client leaves
+    deadline = time.monotonic() + 30
+    while not any("CANCELLED" in line for line in serve_log_lines(request_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert any(
+        "LLMServer:arith@noisy" in line and "CALL completions CANCELLED" in line for line in serve_log_lines(request_id)
+    )
+    row = stored(live_collector, request_id)
+    assert (row["status"], row["error_type"]) == ("cancelled", "cancelled")
+    assert row["completion_tokens"] is None  # the usage event never came

@@ -82,6 +82,13 @@ def test_malformed_events_raise(data: bytes, message: str) -> None:
         StreamRelay(strip_usage=True).feed(data, 1)
 
 
+def test_good_events_before_a_malformed_one_are_still_forwarded() -> None:
+    good = b'data: {"choices":[{"index":0,"text":"4"}]}\n\n'
+    with pytest.raises(MalformedStream) as info:
+        StreamRelay(strip_usage=True).feed(good + b"data: {oops\n\n", 1)
+    assert info.value.forward == good
+
+
 def test_a_stream_cut_inside_an_event_is_malformed() -> None:
     relay = StreamRelay(strip_usage=True)
     relay.feed(b'data: {"choices":[{"text":"4"', 1)

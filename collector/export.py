@@ -1,0 +1,143 @@
+"""Prometheus metrics of the gateway: OpenTelemetry GenAI histograms plus inferwatch_* counters and gauges.
+
+Histogram names and bucket boundaries are those of the OpenTelemetry GenAI metrics semantic conventions
+(semantic-conventions-genai, docs/gen-ai/gen-ai-metrics.md), written the Prometheus way (dots become
+underscores, the unit `s` becomes a `_seconds` suffix).
+
+Labels are a bounded set: pool, hardware, model, revision, the operation, and closed enums (status, source,
+token type). Request ids and error messages never become labels; they belong in the store and in spans.
+A label value that is not known (None or "") is exported as "unknown", so that every series carries every
+label and a missing value is visible on a dashboard instead of silently merging with the absent label.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from collector.records import Operation, RequestRecord, Source, Status
+
+UNKNOWN = "unknown"
+
+# ExplicitBucketBoundaries from the semconv, metric by metric
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ..., 67108864
+
+POOL_LABELS = ("pool", "hardware", "model", "revision")
+OPERATION_LABELS = (*POOL_LABELS, "gen_ai_operation_name")
+
+
+@dataclass(frozen=True)
+class PoolLabels:
+    pool: str
+    hardware: str | None
+    model: str | None
+    revision: str | None
+
+    @classmethod
+    def of(cls, record: RequestRecord) -> PoolLabels:
+        return cls(record.pool, record.hardware, record.model, record.revision)
+
+    def values(self) -> tuple[str, str, str, str]:
+        """Label values in POOL_LABELS order, unknown ones as "unknown"."""
+        return (self.pool or UNKNOWN, self.hardware or UNKNOWN, self.model or UNKNOWN, self.revision or UNKNOWN)
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports, in one registry (a fresh one unless given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds", "Time to generate first token for successful responses.",
+            OPERATION_LABELS, buckets=TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._tpot = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Time per output token generated after the first token for successful responses.",
+            OPERATION_LABELS, buckets=TPOT_BUCKETS, registry=r,
+        )  # fmt: skip
+        # error_type is the semconv's conditionally required error.type, from the closed Status enum ("" for
+        # success), so that p95 of successful requests is not pulled down by requests that failed fast.
+        self._duration = Histogram(
+            "gen_ai_server_request_duration_seconds", "Generative AI server request duration (time to last token).",
+            (*OPERATION_LABELS, "error_type"), buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._tokens = Histogram(
+            "gen_ai_client_token_usage", "Number of input and output tokens used.",
+            (*OPERATION_LABELS, "gen_ai_token_type"), buckets=TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._requests = Counter(
+            "inferwatch_requests_total", "Finished requests.", (*POOL_LABELS, "status", "source"), registry=r
+        )
+        self._cost = Counter("inferwatch_cost_usd_total", "Cost attributed to requests, USD.", POOL_LABELS, registry=r)
+        self._prompt_tokens = Counter(
+            "inferwatch_prompt_tokens_total", "Prompt tokens of finished requests.", POOL_LABELS, registry=r
+        )
+        self._cached_tokens = Counter(
+            "inferwatch_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", POOL_LABELS,
+            registry=r,
+        )  # fmt: skip
+        self._hit_ratio = Gauge(
+            "inferwatch_cache_hit_ratio",
+            'Prefix-cache hit ratio: source="requests" from the usage of requests seen so far (those that report '
+            'cached tokens), source="server" from the server\'s prefix-cache counters.',
+            (*POOL_LABELS, "source"), registry=r,
+        )  # fmt: skip
+        self._in_flight = Gauge("inferwatch_requests_in_flight", "Requests being served.", POOL_LABELS, registry=r)
+        self._lock = threading.Lock()
+        self._cache_totals: dict[tuple[str, ...], tuple[int, int]] = {}  # labels -> (cached, prompt) tokens
+
+    def observe(self, record: RequestRecord, labels: PoolLabels) -> None:
+        """Record one finished request. Latency histograms take successful requests only (as the semconv
+        defines them); the duration histogram takes every request, labelled by error_type."""
+        status, source = Status(record.status), Source(record.source)  # closed sets: bounded cardinality
+        pool = labels.values()
+        op = (*pool, Operation(record.operation).value if record.operation else UNKNOWN)
+        self._requests.labels(*pool, status.value, source.value).inc()
+        if record.e2e_s is not None:
+            self._duration.labels(*op, "" if status is Status.ok else status.value).observe(record.e2e_s)
+        if status is Status.ok and record.ttft_s is not None:
+            self._ttft.labels(*op).observe(record.ttft_s)
+        if status is Status.ok and record.tpot_s is not None:
+            self._tpot.labels(*op).observe(record.tpot_s)
+        if record.prompt_tokens is not None:
+            self._tokens.labels(*op, "input").observe(record.prompt_tokens)
+            self._prompt_tokens.labels(*pool).inc(record.prompt_tokens)
+        if record.completion_tokens is not None:
+            self._tokens.labels(*op, "output").observe(record.completion_tokens)
+        if record.cached_tokens is not None:
+            self._cached_tokens.labels(*pool).inc(record.cached_tokens)
+        if record.cost_usd is not None:
+            self._cost.labels(*pool).inc(record.cost_usd)
+        if record.prompt_tokens and record.cached_tokens is not None:
+            self._add_cache_usage(pool, record.cached_tokens, record.prompt_tokens)
+
+    def _add_cache_usage(self, pool: tuple[str, ...], cached: int, prompt: int) -> None:
+        with self._lock:
+            total_cached, total_prompt = self._cache_totals.get(pool, (0, 0))
+            total_cached, total_prompt = total_cached + cached, total_prompt + prompt
+            self._cache_totals[pool] = (total_cached, total_prompt)
+            self._hit_ratio.labels(*pool, "requests").set(total_cached / total_prompt)
+
+    def set_server_cache_hit_ratio(self, labels: PoolLabels, ratio: float) -> None:
+        """The hit ratio the server reports (from vllm prefix-cache hits / queries), set by the scraper."""
+        if math.isnan(ratio) or not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"cache hit ratio must be within [0, 1], got {ratio}")
+        self._hit_ratio.labels(*labels.values(), "server").set(ratio)
+
+    def inc_in_flight(self, labels: PoolLabels) -> None:
+        self._in_flight.labels(*labels.values()).inc()
+
+    def dec_in_flight(self, labels: PoolLabels) -> None:
+        self._in_flight.labels(*labels.values()).dec()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The /metrics body and its Content-Type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
