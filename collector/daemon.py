@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from collector.service import CollectorConfig, build_router
+from collector.service import CollectorConfig, load_fleet
 from collector.store import Store
 from collector.store_client import RemoteStore
 from engine.lifecycle import port_is_free
@@ -86,7 +86,7 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
     if current is not None and _is_ours(current.pid) and health(current.url):
         log(f"the collector is already up at {current.url}")
         return current
-    router = build_router(config)  # a bad split or spec fails here, before anything starts
+    router, _ = load_fleet(config)  # a bad split or spec fails here, before anything starts
     if not port_is_free(config.host, config.port):
         raise CollectorError(
             f"port {config.port} on {config.host} is already in use; stop what holds it or choose "

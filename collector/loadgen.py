@@ -2,10 +2,11 @@
 
 Requests follow an arrival schedule (collector/arrivals.py), go to one or more model ids in smooth weighted
 round-robin, wait for a concurrency slot, and are timed on the client as `vllm bench serve` times them
-(collector/timing.py): every SSE chunk that carries a choice is stamped with perf_counter_ns when it is read,
-including chunks whose text is empty (special tokens such as EOS decode to ""; with ignore_eos they are most
-of the stream). Token counts come from the final usage chunk (stream_options.include_usage), cached prompt
-tokens from its usage.prompt_tokens_details.cached_tokens.
+(collector/timing.py): every SSE chunk that carries a choice is stamped with perf_counter_ns once parsed,
+including chunks whose text is empty (special tokens such as EOS decode to ""; with ignore_eos they can be
+most of the stream, and leaving them out would end e2e early and bias TPOT). Token counts come from the
+final usage chunk (stream_options.include_usage), cached prompt tokens from its
+usage.prompt_tokens_details.cached_tokens (vLLM sends them there in streamed responses too).
 
 Requests carry X-Inferwatch-Source: load, X-Inferwatch-Run and x-request-id, so the gateway stores them
 under the run; the gateway's x-inferwatch-pool reply header names the pool, else it is the part of the model
@@ -36,6 +37,7 @@ from collector.timing import NS, stream_timing
 from collector.workloads import WorkItem
 
 POOL_HEADER = "x-inferwatch-pool"
+_parse = json.JSONDecoder().decode  # json.loads minus its per-call checks: this runs once per token
 ERROR_CHARS = 500  # of an upstream error body kept in a result
 
 
@@ -178,57 +180,82 @@ class _Runner:
     async def send(self, request_id: str, model: str, item: WorkItem) -> RequestResult:
         body = self.body(model, item)
         headers = {**self.headers, "x-request-id": request_id}
-        stamps: list[int] = []
-        texts: list[str] = []
-        usage: dict[str, Any] = {}
-        pool, http_status, finish, error, done = pool_of(model), None, None, None, False
+        stream = _Stream()
+        pool, http_status = pool_of(model), None
         started = time.perf_counter_ns()
         try:
             async with self.session.post(self.url, data=body, headers=headers) as response:
                 http_status = response.status
                 pool = response.headers.get(POOL_HEADER) or pool
                 if response.status != 200:
-                    error = f"HTTP {response.status}: {error_message(await response.read())}"
+                    stream.error = f"HTTP {response.status}: {error_message(await response.read())}"
                 else:
-                    async for line in response.content:
-                        if not line.startswith(b"data:"):
-                            continue  # blank separators, SSE comments
-                        now = time.perf_counter_ns()
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
-                            done = True
-                            break
-                        chunk = json.loads(data)
-                        if choices := chunk.get("choices"):
-                            stamps.append(now)
-                            texts.append(choices[0].get("text") or "")
-                            finish = choices[0].get("finish_reason") or finish
-                        if chunk.get("usage"):
-                            usage = chunk["usage"]
-                        if "error" in chunk:
-                            error = f"stream error: {error_message(chunk)}"
-                            break
+                    await stream.read(response.content)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        except ValueError as exc:  # a line that is not JSON, or too long for the reader
-            error = f"malformed stream: {exc}"
+            stream.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except ValueError as exc:  # an event that is not JSON
+            stream.error = f"malformed stream: {exc}"
         ended = time.perf_counter_ns()
-        if error is None and not done:
-            error = "the stream ended before [DONE]"
-        elif error is None and not stamps:
-            error = "the stream ended without a token"
+        if stream.error is None and not stream.done:
+            stream.error = "the stream ended before [DONE]"
+        elif stream.error is None and not stream.stamps:
+            stream.error = "the stream ended without a token"
+        usage, stamps = stream.usage, stream.stamps
         completion_tokens = usage.get("completion_tokens")
         timing = stream_timing(started, stamps, ended, completion_tokens or 0)
         details = usage.get("prompt_tokens_details") or {}
         self.bar.update(1)
         return RequestResult(
-            id=request_id, model=model, pool=pool, status=Status.ok if error is None else Status.error,
+            id=request_id, model=model, pool=pool, status=Status.ok if stream.error is None else Status.error,
             sent_s=(started - self.start) * NS, e2e_s=timing.e2e_s, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
-            itl_s=tuple((np.diff(stamps) * NS).tolist()), prompt_tokens=usage.get("prompt_tokens"),
-            cached_tokens=details.get("cached_tokens"), completion_tokens=completion_tokens,
-            finish_reason=finish, http_status=http_status, error=error, text="".join(texts),
-            expected=item.expected,
+            itl_s=tuple((b - a) * NS for a, b in itertools.pairwise(stamps)),
+            prompt_tokens=usage.get("prompt_tokens"), cached_tokens=details.get("cached_tokens"),
+            completion_tokens=completion_tokens, finish_reason=stream.finish, http_status=http_status,
+            error=stream.error, text="".join(stream.texts), expected=item.expected,
         )  # fmt: skip
+
+
+class _Stream:
+    """What one SSE response said: a stamp and the text of every chunk that carried a choice, the usage."""
+
+    def __init__(self) -> None:
+        self.stamps: list[int] = []
+        self.texts: list[str] = []
+        self.usage: dict[str, Any] = {}
+        self.finish: str | None = None
+        self.error: str | None = None
+        self.done = False
+
+    async def read(self, content: aiohttp.StreamReader) -> None:
+        """Reads whatever has arrived and splits it into lines here (fewer awaits than a readline per line)."""
+        rest = b""
+        async for piece in content.iter_any():
+            lines = (rest + piece).split(b"\n") if rest else piece.split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line.startswith(b"data:") and self.event(line[5:].strip()):
+                    return
+        if rest.startswith(b"data:"):
+            self.event(rest[5:].strip())
+
+    def event(self, data: bytes) -> bool:
+        """One `data:` payload; True once the stream is over ([DONE] or an error event)."""
+        if data == b"[DONE]":
+            self.done = True
+            return True
+        chunk = _parse(data.decode())
+        if choices := chunk.get("choices"):
+            # stamped once parsed, as vllm bench serve does: chunks that arrived in one read (the server
+            # often flushes several tokens at once) are apart by the time it takes to parse them
+            self.stamps.append(time.perf_counter_ns())
+            self.texts.append(choices[0].get("text") or "")
+            self.finish = choices[0].get("finish_reason") or self.finish
+        if usage := chunk.get("usage"):
+            self.usage = usage
+        if "error" in chunk:
+            self.error = f"stream error: {error_message(chunk)}"
+            return True
+        return False
 
 
 def _schedule(config: LoadConfig, count: int | None) -> Iterable[float]:

@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from collector.export import GatewayMetrics
+from collector.fleet import pools_rows
 from collector.gateway import Gateway, GatewayConfig
 from collector.routes import Router, Split, routes_from
 from collector.scraper import Scraper, targets_from_engine
@@ -30,7 +32,7 @@ from collector.store import Store
 from collector.store_service import StoreService
 from collector.tracing import RequestTracing, tracer_provider_from_env
 from engine.lifecycle import EngineState
-from engine.specs import load_pools
+from engine.specs import PoolSpec, load_pools
 
 log = logging.getLogger("inferwatch.collector")
 
@@ -58,16 +60,17 @@ class CollectorConfig:
         return cls(**raw)
 
 
-def build_router(config: CollectorConfig) -> Router:
-    """The pools the engine runs, with their specs and the configured splits (ValueError if they do not fit)."""
+def load_fleet(config: CollectorConfig) -> tuple[Router, list[PoolSpec]]:
+    """The pools the engine runs with the configured splits (ValueError if they do not fit), and their specs."""
     state = EngineState.load(Path(config.engine_state))
     pools = load_pools(Path(state.spec), Path(config.prices))
-    return Router(routes_from(pools, state), [Split.parse(s) for s in config.splits])
+    router = Router(routes_from(pools, state), [Split.parse(s) for s in config.splits])
+    return router, [pools.get(name) for name in router.routes]
 
 
 def build_app(config: CollectorConfig) -> Starlette:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
-    router = build_router(config)
+    router, specs = load_fleet(config)
     targets = targets_from_engine(EngineState.load(Path(config.engine_state)))
     metrics = GatewayMetrics()
     tracing = RequestTracing(tracer_provider_from_env())
@@ -78,6 +81,7 @@ def build_app(config: CollectorConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store.append("pools", pools_rows(specs, datetime.now(UTC)))  # what the rows of this run cost
         await gateway.start()
         stop = asyncio.Event()
         scraping = asyncio.create_task(scraper.run(stop))
