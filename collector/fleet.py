@@ -206,40 +206,62 @@ def query_prices(store: Queryable) -> dict[tuple[str, str | None], PoolPrice]:
     return {(r["pool"], r["revision"]): PoolPrice(r["price"], r["n"]) for r in rows}
 
 
-def query_server_ratios(store: Queryable, window: Window) -> dict[str, float | None]:
-    """Per pool: the prefix-cache hit ratio between the first and the last scrape of the window."""
-    where, params = _where(window, "sampled_at")
-    rows = store.query(
-        f"""
-        SELECT pool,
-            arg_min(value, sampled_at) FILTER (WHERE metric = 'prefix_cache_queries_total') AS q0,
-            arg_max(value, sampled_at) FILTER (WHERE metric = 'prefix_cache_queries_total') AS q1,
-            arg_min(value, sampled_at) FILTER (WHERE metric = 'prefix_cache_hits_total') AS h0,
-            arg_max(value, sampled_at) FILTER (WHERE metric = 'prefix_cache_hits_total') AS h1
-        FROM pool_samples WHERE {where} GROUP BY pool
-        """,
-        params,
-    ).to_pylist()
-    return {
-        r["pool"]: prefix_cache_hit_ratio(PrefixCacheCounters(r["q0"], r["h0"]), PrefixCacheCounters(r["q1"], r["h1"]))
-        if None not in (r["q0"], r["q1"], r["h0"], r["h1"])
-        else None
-        for r in rows
-    }
+_RATIO_SQL = """
+WITH bounds AS (SELECT ?::TIMESTAMPTZ AS lo, ?::TIMESTAMPTZ AS hi, ?::BOOLEAN AS bracket), s AS (
+    SELECT pool, sampled_at, value AS q, 0.0 AS h FROM pool_samples WHERE metric = 'prefix_cache_queries_total'
+    UNION ALL
+    SELECT pool, sampled_at, 0.0, value FROM pool_samples WHERE metric = 'prefix_cache_hits_total'
+), scrapes AS (SELECT pool, sampled_at, sum(q) AS q, sum(h) AS h, count(*) AS n FROM s GROUP BY pool, sampled_at)
+SELECT pool,
+    coalesce(arg_max(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at <= lo),
+             arg_min(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at > lo AND sampled_at < hi))
+        AS before,
+    coalesce(arg_min(struct_pack(q, h), sampled_at) FILTER (WHERE bracket AND sampled_at >= hi),
+             arg_max(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at > lo AND sampled_at < hi))
+        AS after
+FROM scrapes, bounds WHERE n = 2 GROUP BY pool
+"""
+
+
+def query_server_ratios(
+    store: Queryable, start: datetime | None, end: datetime | None, *, bracket_end: bool = False
+) -> dict[str, float | None]:
+    """Per pool: the prefix-cache hit ratio from the pool's counters at `start` (the last scrape at or before
+    it, else the first inside the window) to those at `end` (the last scrape inside the window; with
+    `bracket_end`, the first scrape at or after `end` when there is one: a run's own requests all counted)."""
+    low, high = start or datetime.min.replace(tzinfo=UTC), end or datetime.max.replace(tzinfo=UTC)
+    rows = store.query(_RATIO_SQL, [low, high, bracket_end])
+    ratios: dict[str, float | None] = {}
+    for r in rows.to_pylist():
+        before, after = r["before"], r["after"]
+        ratios[r["pool"]] = (
+            prefix_cache_hit_ratio(
+                PrefixCacheCounters(before["q"], before["h"]), PrefixCacheCounters(after["q"], after["h"])
+            )
+            if before and after
+            else None
+        )
+    return ratios
 
 
 def fleet_report(store: Queryable, window: Window) -> list[PoolReport]:
     """Every pool with requests in the window. The window's length sets the cost when it has both ends;
-    otherwise each pool's own span of requests does."""
+    otherwise (a run) each pool's own span of requests does, and the server-side ratio brackets the run."""
     window_s = (window.end - window.start).total_seconds() if window.start and window.end else None
-    if window.run_id is not None and window.start is None:
-        # a run's server-side ratio: the scrapes taken while the run's requests were in flight
-        stats = query_stats(store, window)
-        if stats:
-            span = Window(min(s.first_start for s in stats), max(s.last_end for s in stats))
-            return report(stats, query_prices(store), query_server_ratios(store, span), window_s)
+    stats = query_stats(store, window)
+    if not stats:
         return []
-    return report(query_stats(store, window), query_prices(store), query_server_ratios(store, window), window_s)
+    start = window.start or min(s.first_start for s in stats)
+    end = window.end or max(s.last_end for s in stats)
+    ratios = query_server_ratios(store, start, end, bracket_end=window.end is None)
+    return report(stats, query_prices(store), ratios, window_s)
+
+
+def last_scrape(store: Queryable) -> datetime | None:
+    """When the prefix-cache counters were last scraped (None: never, e.g. pools without server metrics)."""
+    rows = store.query("SELECT max(sampled_at) AS t FROM pool_samples WHERE metric = 'prefix_cache_queries_total'")
+    found: datetime | None = rows.column("t")[0].as_py()
+    return found
 
 
 def _ms(values: Sequence[float] | None, i: int) -> float | None:
@@ -262,11 +284,11 @@ def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
             "tpot_p50_ms": _ms(r.stats.tpot_s, 0),
             "tpot_p99_ms": _ms(r.stats.tpot_s, 2),
             "e2e_p50_ms": _ms(r.stats.e2e_s, 0),
-            "usd_per_m_out_tok": r.usd_per_m_output_tokens,
-            "usd_per_m_tok": r.usd_per_m_total_tokens,
-            "usd_per_req": r.usd_per_request,
-            "cache_hit_req": r.request_cache_hit_ratio,
-            "cache_hit_server": r.server_cache_hit_ratio,
+            "$/1M out tok": r.usd_per_m_output_tokens,
+            "$/1M tok": r.usd_per_m_total_tokens,
+            "$/req": r.usd_per_request,
+            "hit req": r.request_cache_hit_ratio,
+            "hit srv": r.server_cache_hit_ratio,
         }
         for r in reports
     ]

@@ -2,7 +2,8 @@
 
 The gateway records every request it serves; once the run is over this waits until the store holds a row
 for each request the run sent (the gateway writes a row when the response has ended, which can be a moment
-after the client read its last byte), then reports per pool from those rows (collector/fleet.py).
+after the client read its last byte) and for the next scrape of the pools' server metrics, then reports per
+pool from those rows (collector/fleet.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import httpx
 
-from collector.fleet import PoolReport, Queryable, Window, fleet_report
+from collector.fleet import PoolReport, Queryable, Window, fleet_report, last_scrape
 from collector.loadgen import LoadConfig, LoadResult, run_load
 from collector.workloads import WorkItem, arith_workload, prefix_workload, random_workload
 
@@ -95,7 +97,7 @@ def wait_for_rows(store: Queryable, run_id: str, expected: int, timeout_s: float
 
 
 def run_through_gateway(
-    config: LoadConfig, items: Sequence[WorkItem], store: Queryable
+    config: LoadConfig, items: Sequence[WorkItem], store: Queryable, scrape_timeout_s: float = 12.0
 ) -> tuple[LoadResult, list[PoolReport]]:
     result = run_load(config, items)
     stored = wait_for_rows(store, config.run_id, len(result.requests))
@@ -104,4 +106,18 @@ def run_through_gateway(
             f"run {config.run_id}: sent {len(result.requests)} requests but the store holds {stored} of their rows; "
             "was the load sent to the collector's gateway (not straight to a pool)? see the collector log"
         )
+    wait_for_scrape(store, datetime.now(UTC), scrape_timeout_s)
     return result, fleet_report(store, Window(run_id=config.run_id))
+
+
+def wait_for_scrape(store: Queryable, after: datetime, timeout_s: float) -> bool:
+    """Waits for the collector to scrape the pools' counters once more after `after`, so that the server-side
+    cache hit ratio covers the whole run. False at once for pools that are never scraped."""
+    deadline = time.monotonic() + timeout_s
+    while (scraped := last_scrape(store)) is not None:
+        if scraped >= after:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return False

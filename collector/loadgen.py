@@ -1,7 +1,8 @@
 """Load generator: streamed completions at a request rate, against the pools or the gateway (a base URL).
 
 Requests follow an arrival schedule (collector/arrivals.py), go to one or more model ids in smooth weighted
-round-robin, wait for a concurrency slot, and are timed on the client as `vllm bench serve` times them
+round-robin (each model gets the work items in the same order, so pools are compared on the same prompts),
+wait for a concurrency slot, and are timed on the client as `vllm bench serve` times them
 (collector/timing.py): every SSE chunk that carries a choice is stamped with perf_counter_ns once parsed,
 including chunks whose text is empty (special tokens such as EOS decode to ""; with ignore_eos they can be
 most of the stream, and leaving them out would end e2e early and bias TPOT). Token counts come from the
@@ -279,6 +280,7 @@ async def run_load_async(config: LoadConfig, items: Sequence[WorkItem]) -> LoadR
     progress = sys.stderr.isatty() if config.progress is None else config.progress
     models = weighted_round_robin(config.models, config.weights)
     tasks: list[asyncio.Task[RequestResult]] = []
+    sent_to = dict.fromkeys(config.models, 0)
 
     async def one(runner: _Runner, index: int, model: str, item: WorkItem) -> RequestResult:
         try:
@@ -304,8 +306,10 @@ async def run_load_async(config: LoadConfig, items: Sequence[WorkItem]) -> LoadR
                     if time.perf_counter() >= deadline:
                         slots.release()
                         break
-                item = items[index % len(items)]
-                tasks.append(asyncio.create_task(one(runner, index, next(models), item)))
+                model = next(models)
+                item = items[sent_to[model] % len(items)]  # every model gets the same sequence of items
+                sent_to[model] += 1
+                tasks.append(asyncio.create_task(one(runner, index, model, item)))
             results = await asyncio.gather(*tasks)
             duration = time.perf_counter() - start
     return LoadResult(config.run_id, config.base_url, duration, tuple(results))

@@ -10,7 +10,7 @@ import httpx
 import pyarrow as pa
 
 from collector.store import StoreError
-from collector.store_service import ARROW_STREAM, from_ipc, to_ipc
+from collector.store_service import ARROW_STREAM, encode_params, from_ipc, to_ipc
 
 
 class RemoteStore:
@@ -33,7 +33,7 @@ class RemoteStore:
         return response
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        return from_ipc(self._post("/store/query", json={"sql": sql, "params": params}).content)
+        return from_ipc(self._post("/store/query", json={"sql": sql, "params": encode_params(params)}).content)
 
     def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         batch = [dict(r) for r in rows]

@@ -4,6 +4,7 @@ DuckDB lets one process open a file for writing and then no other process may op
 So while the collector runs, everyone else (dashboard, gate, canary, evals) goes through these routes:
 
     POST /store/query          {"sql": "SELECT ...", "params": [...]}  -> Arrow IPC stream
+                               (a timestamp parameter travels as {"datetime": "<ISO 8601>"})
     POST /store/append/{table} Arrow IPC stream of rows                 -> {"appended": n}
     POST /store/flush                                                    -> {"flushed": n}
 
@@ -15,6 +16,7 @@ Only single SELECT statements are accepted.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -52,6 +54,19 @@ def check_read_only(sql: str) -> None:
         raise ValueError(f"only SELECT queries are served, got {statements[0].type.name}")
 
 
+def encode_params(params: list[Any] | None) -> list[Any] | None:
+    """JSON-ready query parameters: datetimes become {"datetime": ISO 8601}."""
+    if params is None:
+        return None
+    return [{"datetime": p.isoformat()} if isinstance(p, datetime) else p for p in params]
+
+
+def decode_params(params: list[Any] | None) -> list[Any] | None:
+    if params is None:
+        return None
+    return [datetime.fromisoformat(p["datetime"]) if isinstance(p, dict) and "datetime" in p else p for p in params]
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
@@ -73,6 +88,7 @@ class StoreService:
             sql, params = body["sql"], body.get("params")
             if not isinstance(sql, str) or not (params is None or isinstance(params, list)):
                 raise TypeError("sql must be a string and params a list")
+            params = decode_params(params)
             check_read_only(sql)
         except (ValueError, KeyError, TypeError) as exc:
             return _error(400, f"bad query request: {exc}")

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from collector.daemon import CollectorState
+from collector.load_job import DATASETS
 from collector.service import CollectorConfig
 from engine.lifecycle import EngineConfig
 from inferwatch.settings import Settings, SettingsError
@@ -114,11 +116,87 @@ def cmd_collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """Seconds from `90s`, `15m`, `2h`, `1d` or a plain number of seconds (argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 90s, 15m, 2h") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be > 0")
+    return seconds
+
+
+def _running_collector(settings: Settings) -> CollectorState:
+    from collector import daemon
+
+    state = daemon.CollectorState.load(settings.collector_state)
+    if state is None or daemon.health(state.url) is None:
+        raise daemon.CollectorError(
+            f"no collector answers (state {settings.collector_state}); start it with `inferwatch collector up`"
+        )
+    return state
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from collector.fleet import table_rows
+    from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
+    from collector.loadgen import LoadConfig, error_rows, summary_rows
+    from collector.store_client import RemoteStore
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    state = _running_collector(settings)
+    spec = WorkloadSpec(
+        dataset=args.dataset, count=args.num_requests or 64, input_len=args.input_len, output_len=args.output_len,
+        prefix_len=args.prefix_len, seed=args.seed,
+    )  # fmt: skip
+    try:
+        items = build_workload(spec)
+        config = LoadConfig(
+            f"{state.url}/v1", served_models(state.url, args.pools or ()), num_requests=args.num_requests,
+            duration_s=args.duration, rate=args.rate, burstiness=args.burstiness,
+            max_concurrency=args.max_concurrency, ignore_eos=args.ignore_eos, temperature=args.temperature,
+            seed=args.seed, progress=True,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise SettingsError(f"inferwatch load: {exc}") from None
+    with RemoteStore(state.url) as store:
+        result, reports = run_through_gateway(config, items, store)
+    title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
+    print_table(summary_rows(result), title=f"{title} (client side, ms)")
+    if errors := error_rows(result):
+        print_table(errors, title="errors")
+    print_table(table_rows(reports), title=f"the run as the store holds it ({state.store})")
+    return EXIT_FAILURE if all(r.status != "ok" for r in result.requests) else 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from collector.daemon import open_store
+    from collector.fleet import Window, fleet_report, table_rows
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    window = Window(run_id=args.run) if args.run else Window.last(args.window)
+    if not settings.store_path.exists():
+        raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
+    store = open_store(settings.store_path, settings.collector_state)
+    try:
+        reports = fleet_report(store, window)
+    finally:
+        store.close()
+    what = f"run {args.run}" if args.run else f"the last {args.window:g}s"
+    print_table(table_rows(reports), title=f"pools over {what} ({settings.store_path})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
     settings = _settings(args)
-    return run_demo(settings, _engine_config(settings), log=_log)
+    return run_demo(settings, _engine_config(settings), collector_config(settings), log=_log)
 
 
 def _log(message: str) -> None:
@@ -151,6 +229,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="send a share of one pool's traffic to another, e.g. ref=bf16:0.1 (repeatable)",
     )  # fmt: skip
     collector.set_defaults(func=cmd_collector)
+
+    load = commands.add_parser("load", help="send load through the collector's gateway; per-pool table at the end")
+    load.add_argument("--home", type=Path, help="state directory (default ./var)")
+    load.add_argument("--pools", type=lambda t: [p for p in t.split(",") if p], help="e.g. ref,bf16 (default all)")
+    load.add_argument("--dataset", choices=DATASETS, default="mixed", help="prompts (default mixed: prefix + arith)")
+    load.add_argument("--num-requests", type=int, help="requests to send (default 64 unless --duration)")
+    load.add_argument("--duration", type=parse_duration, help="send for this long instead, e.g. 30s")
+    load.add_argument("--rate", type=float, default=float("inf"), help="requests/s (default: all at once)")
+    load.add_argument("--burstiness", type=float, default=1.0, help="1 Poisson; gamma shape otherwise")
+    load.add_argument("--max-concurrency", type=int, help="requests in flight at most")
+    load.add_argument("--input-len", type=int, default=64, help="random dataset: prompt tokens")
+    load.add_argument("--output-len", type=int, default=16, help="random and prefix datasets: max_tokens")
+    load.add_argument("--prefix-len", type=int, default=256, help="prefix dataset: shared characters")
+    load.add_argument("--ignore-eos", action="store_true", help="always generate max_tokens")
+    load.add_argument("--temperature", type=float, help="sampling temperature (default the server's)")
+    load.add_argument("--seed", type=int, default=0)
+    load.set_defaults(func=cmd_load)
+
+    fleet = commands.add_parser("fleet", help="per-pool latency, cost per token and cache hits from the store")
+    fleet.add_argument("--home", type=Path, help="state directory (default ./var)")
+    fleet.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+    fleet.add_argument("--window", type=parse_duration, default=900.0, help="how far back (default 15m)")
+    fleet.add_argument("--run", help="one load run instead of a window")
+    fleet.set_defaults(func=cmd_fleet)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

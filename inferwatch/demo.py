@@ -1,13 +1,22 @@
-"""`make demo`: bring the default pools up (or reuse them) and show what each one answers."""
+"""`make demo`: bring the default pools and the collector up (or reuse them), show what each pool answers,
+send a load burst through the gateway and print what each pool costs and how fast it serves."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from collector import daemon
+from collector.daemon import CollectorState
+from collector.fleet import PoolReport, table_rows
+from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
+from collector.loadgen import LoadConfig, LoadResult, error_rows
+from collector.service import CollectorConfig
+from collector.store_client import RemoteStore
 from engine import lifecycle
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineError, EngineState
@@ -19,19 +28,19 @@ Log = Callable[[str], None]
 SHARED_PREFIX = "12+34=46 " * 40  # repeated across requests: the second one hits the prefix cache
 
 
-def ensure_engine(settings: Settings, cfg: EngineConfig, log: Log) -> EngineState:
-    """Reuse pools that are up and answering; otherwise (re)start them."""
+def ensure_engine(settings: Settings, cfg: EngineConfig, log: Log) -> tuple[EngineState, bool]:
+    """Reuse pools that are up and answering; otherwise (re)start them. True when reused."""
     if cfg.state_path.exists():
         try:
             state, rows = lifecycle.status(cfg)
             if all(r.answering for r in rows):
                 log(f"reusing the pools already up ({cfg.state_path})")
-                return state
+                return state, True
         except EngineError as exc:
             log(f"recorded engine is unusable ({exc})")
         log("stopping the recorded engine before starting again")
         lifecycle.down(cfg, log=log)
-    return lifecycle.up(load_pools(settings.spec, settings.prices), cfg, log=log)
+    return lifecycle.up(load_pools(settings.spec, settings.prices), cfg, log=log), False
 
 
 def complete(base_url: str, model: str, prompt: str, **params: Any) -> tuple[dict[str, Any], float]:
@@ -73,12 +82,54 @@ def ask_every_pool(state: EngineState, count: int = 3) -> list[dict[str, object]
     return rows
 
 
-def run_demo(settings: Settings, cfg: EngineConfig, log: Log = print) -> int:
-    state = ensure_engine(settings, cfg, log)
+def load_burst(collector: CollectorState, burst: Burst) -> tuple[LoadResult, list[PoolReport]]:
+    """Mixed prompts (shared prefixes for the cache, arithmetic) on every pool, through the gateway."""
+    items = build_workload(WorkloadSpec(dataset="mixed", count=burst.requests, seed=burst.seed))
+    config = LoadConfig(
+        f"{collector.url}/v1", served_models(collector.url), num_requests=burst.requests, rate=burst.rate,
+        max_concurrency=burst.max_concurrency, seed=burst.seed, progress=True,
+    )  # fmt: skip
+    with RemoteStore(collector.url) as store:
+        return run_through_gateway(config, items, store)
+
+
+@dataclass(frozen=True)
+class Burst:
+    requests: int = 160
+    rate: float = 20.0  # requests/s, Poisson
+    max_concurrency: int = 32
+    seed: int = 2026
+
+
+def run_demo(
+    settings: Settings, cfg: EngineConfig, collector: CollectorConfig, log: Log = print, burst: Burst | None = None
+) -> int:
+    state, reused = ensure_engine(settings, cfg, log)
     rows = ask_every_pool(state)
     print_table(rows, title="what each pool answered (greedy, held-out problems; long prompts share a prefix)")
+    if not reused and daemon.down(settings.collector_state, log=log):
+        log("stopped the collector of the previous engine (its routes are gone)")
+    gateway = daemon.up(collector, settings.collector_state, log=log)  # reuses a collector that is up
+    burst = burst or Burst()
+    log(f"load burst through the gateway: {burst.requests} requests at {burst.rate:g}/s over every pool")
+    result, reports = load_burst(gateway, burst)
+    if errors := error_rows(result):
+        print_table(errors, title="errors in the burst")
+    print_table(
+        [{k: row[k] for k in FLEET_COLUMNS} for row in table_rows(reports)],
+        title=f"per pool, from the store (run {result.run_id}, {result.duration_s:.1f}s; $ = price x replicas x run)",
+    )
     print_table(lifecycle.as_rows(state), title="where")
+    log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:
         log(f"server metrics (vllm:*, ray_serve_*): {state.metrics_url}")
-    log("the pools stay up for the next steps; stop them with: .venv/bin/inferwatch engine down")
+    log(f"store: {gateway.store}    more load: .venv/bin/inferwatch load --rate 10 --num-requests 200")
+    log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
+        ".venv/bin/inferwatch engine down")  # fmt: skip
     return 0
+
+
+FLEET_COLUMNS = (
+    "pool", "revision", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
+    "$/1M out tok", "$/1M tok", "hit req", "hit srv",
+)  # fmt: skip

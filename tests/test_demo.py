@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import pytest
 
+from collector import daemon
+from collector.store_client import RemoteStore
 from engine.arith import sample_problems
-from engine.lifecycle import EngineState
-from inferwatch.demo import SHARED_PREFIX, ask_every_pool
+from engine.lifecycle import EngineConfig, EngineState
+from inferwatch.cli import collector_config
+from inferwatch.demo import SHARED_PREFIX, Burst, ask_every_pool, run_demo
+from inferwatch.settings import Settings
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -22,3 +31,25 @@ def test_demo_asks_every_pool_and_shows_cache_hits(engine: EngineState) -> None:
     assert ref[4]["prompt_tok"] == 1 + len(SHARED_PREFIX) + len(problems[1].prompt)
     cached = ref[4]["cached_tok"]
     assert isinstance(cached, int) and 0 < cached <= 1 + len(SHARED_PREFIX)
+
+
+def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
+    engine: EngineState, engine_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(engine_home / "engine.json", tmp_path / "engine.json")  # the live pools, in a home of its own
+    settings = Settings.from_env({}, home=tmp_path, collector_port=free_port(), scrape_interval_s=1.0)
+    cfg = EngineConfig(state_path=settings.engine_state, models_dir=settings.models_dir)
+    try:
+        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=Burst(requests=16, rate=50))
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "reusing the pools already up" in out
+        table = out[out.index("per pool, from the store") :]
+        for pool in ("ref", "bf16", "boost", "noisy"):
+            # 16 requests round-robin over four pools: 4 each, none failed
+            assert re.search(rf"│ {pool}\s+│ r1-[^│]*│\s+4 │\s+0 │", table), table
+        with RemoteStore(daemon.CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
+            (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
+            assert n == 16
+    finally:
+        daemon.down(settings.collector_state)

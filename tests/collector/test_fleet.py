@@ -56,7 +56,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
             {"pool": "a", "sampled_at": at(t), "metric": m, "value": v}
             for t, q, h in ((1, 1000, 100), (50, 3000, 600), (90, 5000, 1100), (200, 99999, 0))
             for m, v in (("prefix_cache_queries_total", q), ("prefix_cache_hits_total", h))
-        ])  # fmt: skip
+        ] + [
+            {"pool": "b", "sampled_at": at(t), "metric": m, "value": v}
+            for t, q, h in ((5, 100, 0), (15, 200, 50), (30, 500, 300), (60, 900, 300))
+            for m, v in (("prefix_cache_queries_total", q), ("prefix_cache_hits_total", h))
+        ] + [{"pool": "b", "sampled_at": at(70), "metric": "prefix_cache_queries_total", "value": 1e6}])  # fmt: skip
         s.flush()
         yield s
 
@@ -78,7 +82,8 @@ def test_a_window_of_100_s_by_hand(store: Store) -> None:
     # counters at the first and last scrape inside the window: (1100 - 100) / (5000 - 1000)
     assert a.server_cache_hit_ratio == pytest.approx(0.25)
     b = reports["b"]
-    assert b.stats.requests == 3 and b.server_cache_hit_ratio is None
+    # b: first scrape inside (5 s) to the last whole one inside (60 s; 70 s has no hit counter): 300 / 800
+    assert b.stats.requests == 3 and b.server_cache_hit_ratio == pytest.approx(0.375)
     assert b.window_cost_usd == pytest.approx(0.36 * 100 / 3600)
 
 
@@ -89,6 +94,8 @@ def test_a_run_is_costed_over_its_own_span(store: Store) -> None:
     assert b.window_cost_usd == pytest.approx(0.0015)
     assert b.usd_per_m_output_tokens == pytest.approx(150.0)
     assert b.stats.attributed_usd == pytest.approx(0.02)
+    # the scrapes that bracket the run (5 s before, 30 s after): (300 - 0) / (500 - 100)
+    assert b.server_cache_hit_ratio == pytest.approx(0.75)
 
 
 def test_nothing_in_the_window_gives_no_rows(store: Store) -> None:
@@ -101,7 +108,7 @@ def test_a_pool_without_a_price_has_no_cost_and_errors_only_have_no_latency() ->
     (r,) = report([stats], {}, {}, window_s=60)
     assert r.window_cost_usd is None and r.usd_per_m_output_tokens is None
     row = table_rows([r])[0]
-    assert row["ttft_p50_ms"] is None and row["errors"] == 2 and row["cache_hit_req"] is None
+    assert row["ttft_p50_ms"] is None and row["errors"] == 2 and row["hit req"] is None
 
 
 def _stats_only_errors() -> list[Any]:

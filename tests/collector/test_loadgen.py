@@ -186,7 +186,11 @@ def test_gateway_contract_headers_and_pool() -> None:
     body = server.received[0][1]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["ignore_eos"] is True and "temperature" not in body
-    assert [b["prompt"] for _, b in server.received] == ["1+1=", "2+2=", "1+1=", "2+2="]  # items cycle
+    # each model gets the items in the same order (the same prompts for every pool), cycling
+    sent = sorted((h["x-request-id"], b["model"], b["prompt"]) for h, b in server.received)
+    assert [(model, prompt) for _, model, prompt in sent] == [
+        ("arith@ref", "1+1="), ("arith@bf16", "1+1="), ("arith@ref", "2+2="), ("arith@bf16", "2+2=")
+    ]  # fmt: skip
 
 
 def test_concurrency_cap_holds() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -100,3 +100,10 @@ def test_open_store_goes_through_a_running_collector_else_to_the_file(
 def test_a_collector_that_is_gone_gives_a_clear_error() -> None:
     with RemoteStore("http://127.0.0.1:9") as store, pytest.raises(StoreError, match="is it up"):
         store.query("SELECT 1")
+
+
+def test_timestamp_parameters_travel_to_the_service(collector: tuple[CollectorState, Path]) -> None:
+    cut = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with RemoteStore(collector[0].url) as store:
+        got = store.query("SELECT ? AS t, ? + INTERVAL 1 SECOND AS later, ? AS n", [cut, cut, 7]).to_pylist()
+    assert got == [{"t": cut, "later": cut + timedelta(seconds=1), "n": 7}]
