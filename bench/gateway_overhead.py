@@ -1,9 +1,12 @@
 """Gateway overhead: the same pool, direct vs through the collector's gateway, TTFT p50 and p99 ratios.
 
 Needs the pools up (`inferwatch engine up`). Starts a collector of its own on a free port with a
-throw-away store, then, for each concurrency, alternates direct and gateway runs of the same seeded
-workload (random prompts of 32 tokens, 16 output tokens, ignore_eos) for a few rounds, pooling the TTFTs
-of each side. Client: collector/loadgen.py (aiohttp, the same on both sides).
+throw-away store, and a bare pass-through proxy (aiohttp, relays bytes, records nothing) in a process of
+its own, then, for each concurrency, runs the same seeded workload (random prompts of 32 tokens, 16 output
+tokens, ignore_eos) direct, through the bare proxy and through the gateway, the order rotating between
+rounds, pooling the TTFTs of each side. The bare proxy tells what any extra hop costs on this machine
+(where the pools, the client and the hop share two cores); the gateway's own work is the rest.
+Client: collector/loadgen.py (aiohttp, the same on every side).
 Target (issue 3): gateway/direct TTFT p50 <= 1.03 and p99 <= 1.10.
 
     .venv/bin/python bench/gateway_overhead.py [--home var] [--pool ref] [--rounds 4] [--requests 64]
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from collector.loadgen import LoadConfig, run_load
 from collector.service import CollectorConfig
 from collector.workloads import random_workload
 from engine.lifecycle import EngineState
+from inferwatch.report import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +37,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+BARE_PROXY = """
+import asyncio, sys
+import aiohttp
+from aiohttp import web
+
+async def main(upstream, port):
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+
+    async def relay(request):
+        body = await request.read()
+        async with session.post(upstream + request.path, data=body, headers={"content-type": "application/json"}) as up:
+            response = web.StreamResponse(status=up.status, headers={"content-type": up.headers["content-type"]})
+            await response.prepare(request)
+            async for chunk in up.content.iter_any():
+                await response.write(chunk)
+            return response
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", relay)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
 
 
 def ttfts(base_url: str, model: str, concurrency: int, requests: int, seed: int) -> list[float]:
@@ -56,37 +90,48 @@ def main() -> None:
     args = parser.parse_args()
     engine = EngineState.load(args.home / "engine.json")
     pool = next(p for p in engine.pools if p.name == args.pool)
+    upstream = pool.base_url.removesuffix("/v1")
+    proxy_port = free_port()
+    proxy = subprocess.Popen([sys.executable, "-c", BARE_PROXY, upstream, str(proxy_port)], stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory() as tmp:
         config = CollectorConfig(
             store_path=f"{tmp}/bench.duckdb", engine_state=str(args.home / "engine.json"),
             prices=str(ROOT / "data" / "prices.yaml"), port=free_port(),
         )  # fmt: skip
         state = daemon.up(config, Path(tmp) / "collector.json", log=lambda _: None)
+        sides = {
+            "direct": pool.base_url,
+            "bare proxy": f"http://127.0.0.1:{proxy_port}/v1",
+            "gateway": f"{state.url}/v1",
+        }
         try:
-            # one warm-up run each way
-            ttfts(pool.base_url, pool.model_id, 4, 16, seed=99)
-            ttfts(f"{state.url}/v1", pool.model_id, 4, 16, seed=99)
+            for url in sides.values():  # one warm-up run each
+                ttfts(url, pool.model_id, 4, 16, seed=99)
             rows = []
             for concurrency in args.concurrency:
-                direct: list[float] = []
-                gateway: list[float] = []
+                got: dict[str, list[float]] = {name: [] for name in sides}
                 for r in range(args.rounds):
-                    first, second = (direct, gateway) if r % 2 == 0 else (gateway, direct)
-                    for side in (first, second):
-                        url = pool.base_url if side is direct else f"{state.url}/v1"
-                        side += ttfts(url, pool.model_id, concurrency, args.requests, seed=r)
-                rows.append((concurrency, direct, gateway))
+                    order = list(sides)[r % 3 :] + list(sides)[: r % 3]
+                    for name in order:
+                        got[name] += ttfts(sides[name], pool.model_id, concurrency, args.requests, seed=r)
+                rows.append((concurrency, got))
         finally:
             daemon.down(Path(tmp) / "collector.json")
+            proxy.terminate()
+            proxy.wait()
     print(f"pool {pool.model_id}: TTFT direct vs through the gateway, {args.rounds} alternating rounds of "
           f"{args.requests} requests (32 in / 16 out tokens)")  # fmt: skip
-    print(f"{'concurrency':>11} {'n':>5} {'direct p50':>11} {'gw p50':>8} {'ratio':>6} "
-          f"{'direct p99':>11} {'gw p99':>8} {'ratio':>6}")  # fmt: skip
-    for concurrency, direct, gateway in rows:
-        d50, g50 = np.percentile(direct, 50) * 1e3, np.percentile(gateway, 50) * 1e3
-        d99, g99 = np.percentile(direct, 99) * 1e3, np.percentile(gateway, 99) * 1e3
-        print(f"{concurrency:>11} {len(direct):>5} {d50:>9.1f}ms {g50:>6.1f}ms {g50 / d50:>6.3f} "
-              f"{d99:>9.1f}ms {g99:>6.1f}ms {g99 / d99:>6.3f}")  # fmt: skip
+    table = []
+    for concurrency, got in rows:
+        direct = {q: float(np.percentile(got["direct"], q)) * 1e3 for q in (50, 99)}
+        for name, values in got.items():
+            p = {q: float(np.percentile(values, q)) * 1e3 for q in (50, 99)}
+            table.append({
+                "concurrency": concurrency, "side": name, "n": len(values),
+                "TTFT p50 ms": p[50], "p50 / direct": p[50] / direct[50],
+                "TTFT p99 ms": p[99], "p99 / direct": p[99] / direct[99],
+            })  # fmt: skip
+    print_table(table, title="TTFT by side (target: gateway p50 / direct <= 1.03, p99 / direct <= 1.10)")
 
 
 if __name__ == "__main__":

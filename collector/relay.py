@@ -1,7 +1,7 @@
 """A streamed (SSE) OpenAI response passing through the gateway: split into events, observed, forwarded.
 
 Pure: bytes in, bytes out, with the caller's monotonic timestamps. The relay notes the time of every
-event that carries generated text (completions `text`, chat `delta.content`), the finish reason and the
+event that carries generated tokens (every completions event, chat events with `delta.content`), the finish reason and the
 usage. When the gateway asked the upstream for usage on the client's behalf (`stream_options.
 include_usage`), the relay removes the usage-only event again, so that the client receives what the
 upstream would have sent it without the option: vLLM then puts `system_fingerprint` on the finish event
@@ -45,7 +45,9 @@ def _data(event: bytes) -> bytes | None:
 
 
 def _has_content(choice: dict[str, Any]) -> bool:
-    if choice.get("text"):
+    """A generated token, as `vllm bench serve` counts them: every completions event (tokens such as EOS
+    decode to "", and they are tokens all the same); chat events with content (not the opening role event)."""
+    if isinstance(choice.get("text"), str):
         return True
     delta = choice.get("delta")
     return isinstance(delta, dict) and bool(delta.get("content") or delta.get("reasoning_content"))

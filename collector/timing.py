@@ -1,9 +1,10 @@
 """Per-request latency from the monotonic timestamps of a streamed response.
 
 Definitions are those of `vllm bench serve`:
-- TTFT: from sending the request to the first chunk that carries content;
-- ITL: the gaps between consecutive content chunks;
-- e2e: from sending the request to the last content chunk;
+- TTFT: from sending the request to the first chunk that carries a token (in a completions stream every
+  chunk with a choice, even one whose text is "": special tokens such as EOS decode to nothing);
+- ITL: the gaps between consecutive token chunks;
+- e2e: from sending the request to the last token chunk;
 - TPOT: (e2e - TTFT) / (completion_tokens - 1), undefined for fewer than two tokens.
 """
 

@@ -39,7 +39,7 @@ def test_usage_asked_for_the_client_is_removed_again_byte_for_byte(piece: int) -
     }
     assert relay.seen.finish_reason == "stop"
     assert relay.seen.done
-    assert len(relay.seen.content_ns) == 2  # the finish event carries no text
+    assert len(relay.seen.content_ns) == 3  # the finish event is the third token (EOS decodes to "")
 
 
 def test_a_client_that_asked_for_usage_gets_the_stream_unchanged() -> None:
@@ -53,7 +53,7 @@ def test_content_events_are_stamped_when_they_arrive() -> None:
     stamps = [100, 250, 400, 410, 420]
     for event, now in zip(events, stamps, strict=False):
         relay.feed(event + b"\n\n", now)
-    assert relay.seen.content_ns == [100, 250]
+    assert relay.seen.content_ns == [100, 250, 400]  # the usage event and [DONE] carry no token
 
 
 def test_chat_deltas_count_as_content_and_the_role_event_does_not() -> None:
