@@ -1,8 +1,8 @@
 """A streamed (SSE) OpenAI response passing through the gateway: split into events, observed, forwarded.
 
 Pure: bytes in, bytes out, with the caller's monotonic timestamps. The relay notes the time of every
-event that carries generated tokens (every completions event, chat events with `delta.content`), the finish reason and the
-usage. When the gateway asked the upstream for usage on the client's behalf (`stream_options.
+event that carries generated tokens (every completions event, chat events with `delta.content`), the finish
+reason and the usage. When the gateway asked the upstream for usage on the client's behalf (`stream_options.
 include_usage`), the relay removes the usage-only event again, so that the client receives what the
 upstream would have sent it without the option: vLLM then puts `system_fingerprint` on the finish event
 instead, so the relay holds finish events back until the usage event (or the end) and moves it there.
