@@ -15,6 +15,8 @@ Target (issue 3): gateway/direct TTFT p50 <= 1.03 and p99 <= 1.10.
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +69,21 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
 
 
+# an idle process that sleeps 5 ms at a time and records how late it wakes: what the machine does to any
+# process beside the pools (the client, the proxy, the gateway) while the bench runs
+SLEEPER = """
+import json, sys, time
+late = []
+try:
+    while True:
+        t = time.perf_counter()
+        time.sleep(0.005)
+        late.append(time.perf_counter() - t - 0.005)
+except KeyboardInterrupt:
+    print(json.dumps(late))
+"""
+
+
 def ttfts(base_url: str, model: str, concurrency: int, requests: int, seed: int) -> list[float]:
     items = random_workload(requests, input_len=32, output_len=16, seed=seed)
     config = LoadConfig(
@@ -99,6 +116,7 @@ def main() -> None:
             prices=str(ROOT / "data" / "prices.yaml"), port=free_port(),
         )  # fmt: skip
         state = daemon.up(config, Path(tmp) / "collector.json", log=lambda _: None)
+        sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
         sides = {
             "direct": pool.base_url,
             "bare proxy": f"http://127.0.0.1:{proxy_port}/v1",
@@ -119,6 +137,8 @@ def main() -> None:
             daemon.down(Path(tmp) / "collector.json")
             proxy.terminate()
             proxy.wait()
+            sleeper.send_signal(signal.SIGINT)
+            late = np.array(json.loads(sleeper.communicate()[0] or "[0]")) * 1e3
     print(f"pool {pool.model_id}: TTFT direct vs through the gateway, {args.rounds} alternating rounds of "
           f"{args.requests} requests (32 in / 16 out tokens)")  # fmt: skip
     table = []
@@ -132,6 +152,8 @@ def main() -> None:
                 "TTFT p99 ms": p[99], "p99 / direct": p[99] / direct[99],
             })  # fmt: skip
     print_table(table, title="TTFT by side (target: gateway p50 / direct <= 1.03, p99 / direct <= 1.10)")
+    print(f"an idle process beside them woke late by p50 {np.median(late):.1f} ms, "
+          f"p99 {np.percentile(late, 99):.1f} ms, max {late.max():.0f} ms ({(late > 50).sum()} times over 50 ms)")  # fmt: skip
 
 
 if __name__ == "__main__":
