@@ -32,5 +32,6 @@ train: $(STAMP)
 	$(BIN)/python -m engine.tiny_model --out data/models/arith
 
 clean:
+	-$(BIN)/inferwatch collector down
 	-$(BIN)/inferwatch engine down
 	rm -rf var
