@@ -192,6 +192,62 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_canary(args: argparse.Namespace) -> int:
+    import asyncio
+    import uuid
+
+    from canary.client import Target
+    from canary.probes import ProbeError, load_probe_sets
+    from canary.runner import Calibration, CanaryConfig, run_canary, summary_rows
+    from collector.load_job import served_models
+    from collector.store_client import RemoteStore
+    from engine.lifecycle import EngineState
+    from engine.specs import load_pools
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    state = _running_collector(settings)
+    engine = EngineState.load(settings.engine_state)
+    specs = load_pools(Path(engine.spec), settings.prices)
+    models = dict(zip([p.name for p in engine.pools], [p.model_id for p in engine.pools], strict=True))
+    pools = tuple(args.pools or [name for name in models if name != args.reference])
+    unknown = [p for p in (args.reference, *pools) if p not in models]
+    if unknown:
+        raise SettingsError(
+            f"--reference/--pools: no pool {', '.join(map(repr, unknown))}; pools are {', '.join(models)}"
+        )
+    served_models(state.url, (args.reference, *pools))  # the gateway routes to every one of them
+    try:
+        config = CanaryConfig(reference=args.reference, pools=pools, samples=args.samples, alpha=args.alpha,
+                              seed=args.seed, concurrencies=tuple(args.concurrency))  # fmt: skip
+        probe_sets = load_probe_sets(tuple(args.probes))
+    except (ValueError, ProbeError) as exc:
+        raise SettingsError(f"inferwatch canary run: {exc}") from None
+    run_id = uuid.uuid4().hex[:16]
+    targets = {p: Target(f"{state.url}/v1", models[p], p, run_id) for p in (args.reference, *pools)}
+    revision = specs.get(args.reference).revision
+    path = Calibration.path(settings.home, args.reference, revision, [s.name for s in probe_sets])
+    run = asyncio.run(
+        run_canary(
+            targets,
+            probe_sets,
+            config,
+            reference_revision=revision,
+            calibration_path=path,
+            recalibrate=args.recalibrate,
+            log=_log,
+        )
+    )
+    with RemoteStore(state.url) as store:
+        store.append("probes", run.probe_rows)
+        store.append("drift", run.drift_rows)
+        store.flush()
+    print_table(summary_rows(run), title=f"canary {run.run_id}: each pool against {run.reference} (* critical)")
+    drifting = [r.pool for r in run.reports if r.drifting]
+    print(f"drifting: {', '.join(drifting) or 'none'}    calibration: {path}    store: {state.store}")
+    return EXIT_FAILURE if drifting else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
@@ -253,6 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--window", type=parse_duration, default=900.0, help="how far back (default 15m)")
     fleet.add_argument("--run", help="one load run instead of a window")
     fleet.set_defaults(func=cmd_fleet)
+
+    canary = commands.add_parser("canary", help="probe every pool against a reference: per-hardware output drift")
+    canary.add_argument("action", choices=["run"])
+    canary.add_argument("--home", type=Path, help="state directory (default ./var)")
+    canary.add_argument("--reference", required=True, help="the pool the others are compared with")
+    canary.add_argument("--pools", type=lambda t: [p for p in t.split(",") if p], help="default: all the others")
+    canary.add_argument(
+        "--probes",
+        type=lambda t: [p for p in t.split(",") if p],
+        default=["arith-v1", "text-v1", "prefix-v1"],
+        help="probe sets (names or .jsonl files)",
+    )
+    canary.add_argument("--samples", type=int, default=16, help="samples per sampled probe")
+    canary.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="batch sweep of greedy probes")
+    canary.add_argument("--alpha", type=float, default=0.05, help="false-alarm level of every test")
+    canary.add_argument("--seed", type=int, default=0)
+    canary.add_argument("--recalibrate", action="store_true", help="run the A/A calibration again")
+    canary.set_defaults(func=cmd_canary)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

@@ -1,0 +1,120 @@
+"""What the canary asks a pool, over the OpenAI completions API (through the gateway: the requests are
+recorded with source `canary`). The only module of the canary that does I/O.
+
+- teacher-forced: the probe's prompt + continuation with `max_tokens: 1` and vLLM's `prompt_logprobs: K`:
+  per position of the text after the first token, the top-K logprobs (plus the actual token with its rank).
+- generation: `temperature` 0 (greedy) or a production temperature with a `seed`, `logprobs: K` and
+  `return_tokens_as_token_ids`, so that tokens compare by id ("token_id:17") and not by how they decode.
+
+Tokens are keyed by id everywhere: two tokens can decode to the same text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from canary.probes import Probe
+
+
+class CanaryError(RuntimeError):
+    """A pool did not answer a probe as the API promises; the message names the pool, probe and cause."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Teacher-forced: one distribution per scored position, keyed by token id."""
+
+    probe_id: str
+    positions: tuple[dict[str, float], ...]  # the top-K and the scored token itself, with their logprobs
+
+
+@dataclass(frozen=True)
+class Generated:
+    probe_id: str
+    text: str
+    tokens: tuple[str, ...]  # "token_id:N"
+    top: tuple[dict[str, float], ...]  # the pool's own top logprobs at each generated position
+    finish_reason: str | None
+    seed: int | None = None
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str  # OpenAI base URL, ending in /v1
+    model: str  # model id, e.g. arith@bf16
+    pool: str
+    run_id: str
+
+
+class PoolClient:
+    def __init__(self, target: Target, http: httpx.AsyncClient, retries: int = 2) -> None:
+        self.target = target
+        self.http = http
+        self.retries = retries
+        self.headers = {"X-Inferwatch-Source": "canary", "X-Inferwatch-Run": target.run_id}
+
+    async def _complete(self, probe: Probe, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.target.base_url}/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.http.post(url, json={"model": self.target.model, **body}, headers=self.headers)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    answer: dict[str, Any] = response.json()
+                    return answer
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # the request itself is wrong: retrying will not help
+            await asyncio.sleep(0.2 * 2**attempt)
+        raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: {last}")
+
+    async def score(self, probe: Probe, top_k: int) -> Scored:
+        answer = await self._complete(
+            probe, {"prompt": probe.prompt + probe.continuation, "max_tokens": 1, "temperature": 0,
+                    "prompt_logprobs": top_k},
+        )  # fmt: skip
+        try:
+            entries = answer["choices"][0]["prompt_logprobs"][1:]  # the first token has no context
+            positions = tuple({tid: float(e["logprob"]) for tid, e in entry.items()} for entry in entries)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: no prompt_logprobs ({exc!r})") from None
+        return Scored(probe.id, positions)
+
+    async def generate(
+        self, probe: Probe, temperature: float, top_k: int, seed: int | None = None, concurrency: int = 1
+    ) -> Generated:
+        body: dict[str, Any] = {
+            "prompt": probe.prompt, "max_tokens": probe.max_tokens, "temperature": temperature,
+            "logprobs": top_k, "return_tokens_as_token_ids": True,
+        }  # fmt: skip
+        if seed is not None:
+            body["seed"] = seed
+        answer = await self._complete(probe, body)
+        try:
+            choice = answer["choices"][0]
+            logprobs = choice["logprobs"] or {}
+            tokens = tuple(logprobs.get("tokens") or ())
+            top = tuple({k: float(v) for k, v in (t or {}).items()} for t in logprobs.get("top_logprobs") or ())
+            return Generated(probe.id, choice["text"], tokens, top, choice.get("finish_reason"), seed, concurrency)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: malformed completion ({exc!r})") from None
+
+
+async def gather_bounded(coroutines: Sequence[Any], concurrency: int) -> list[Any]:
+    """Run the coroutines with at most `concurrency` in flight (the pool sees batches of that size)."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(coroutine: Any) -> Any:
+        async with slots:
+            return await coroutine
+
+    return list(await asyncio.gather(*(one(c) for c in coroutines)))
