@@ -200,13 +200,43 @@ def drift_rows(run_id: str, report: PoolReport, now: datetime) -> list[dict[str,
     ]  # fmt: skip
 
 
-async def run_canary(
+@dataclass(frozen=True)
+class CollectJob:
+    """What one worker asks one pool: the canary's own run (seed) or the reference's A/A replay (reverse)."""
+
+    target: Target
+    seed: int
+    reverse: bool = False
+
+
+CollectAll = Callable[[Sequence[CollectJob], Sequence[Probe], CanaryConfig], list[PoolAnswers]]
+
+
+async def _collect_job(job: CollectJob, probes: Sequence[Probe], config: CanaryConfig) -> PoolAnswers:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=httpx.Limits(max_connections=32)) as http:
+        return await collect(PoolClient(job.target, http), probes, config, seed=job.seed, reverse=job.reverse)
+
+
+def collect_one(job: CollectJob, probes: Sequence[Probe], config: CanaryConfig) -> PoolAnswers:
+    """One job to completion, in its own event loop (what a Ray task runs)."""
+    return asyncio.run(_collect_job(job, probes, config))
+
+
+def collect_in_process(jobs: Sequence[CollectJob], probes: Sequence[Probe], config: CanaryConfig) -> list[PoolAnswers]:
+    async def everything() -> list[PoolAnswers]:
+        return list(await asyncio.gather(*(_collect_job(j, probes, config) for j in jobs)))
+
+    return asyncio.run(everything())
+
+
+def run_canary(
     targets: Mapping[str, Target],
     probe_sets: Sequence[ProbeSet],
     config: CanaryConfig,
     *,
     reference_revision: str,
     calibration_path: Path,
+    collect_all: CollectAll = collect_in_process,
     recalibrate: bool = False,
     log: Log = print,
 ) -> CanaryRun:
@@ -215,20 +245,17 @@ async def run_canary(
     by_id = {p.id: p for p in probes}
     names = tuple(s.name for s in probe_sets)
     run_id = next(iter(targets.values())).run_id
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=httpx.Limits(max_connections=64)) as http:
-        clients = {pool: PoolClient(t, http) for pool, t in targets.items()}
-        calibration = None if recalibrate else Calibration.load(calibration_path)
-        if calibration is not None and (calibration.revision != reference_revision or calibration.probe_sets != names):
-            calibration = None
-        sweep = ", ".join(map(str, config.concurrencies))
-        log(f"canary {run_id}: {len(probes)} probes ({', '.join(names)}) to {config.reference} and "
-            f"{', '.join(config.pools)}; greedy at concurrency {sweep}")  # fmt: skip
-        pools = [config.reference, *config.pools]
-        jobs = [collect(clients[p], probes, config, seed=config.seed) for p in pools]
-        if calibration is None:
-            log(f"calibrating: an A/A run of {config.reference} (other seeds, reversed batch sweep)")
-            jobs.append(collect(clients[config.reference], probes, config, seed=config.seed + 100_000, reverse=True))
-        answers = await asyncio.gather(*jobs)
+    calibration = None if recalibrate else Calibration.load(calibration_path)
+    if calibration is not None and (calibration.revision != reference_revision or calibration.probe_sets != names):
+        calibration = None
+    sweep = ", ".join(map(str, config.concurrencies))
+    log(f"canary {run_id}: {len(probes)} probes ({', '.join(names)}) to {config.reference} and "
+        f"{', '.join(config.pools)}; greedy at concurrency {sweep}")  # fmt: skip
+    jobs = [CollectJob(targets[p], config.seed) for p in (config.reference, *config.pools)]
+    if calibration is None:
+        log(f"calibrating: an A/A run of {config.reference} (other seeds, reversed batch sweep)")
+        jobs.append(CollectJob(targets[config.reference], config.seed + 100_000, reverse=True))
+    answers = collect_all(jobs, probes, config)
     reference = answers[0]
     if calibration is None:
         calibration = calibrate(reference, answers[-1], by_id, reference_revision, names)

@@ -193,12 +193,12 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
-    import asyncio
     import uuid
 
     from canary.client import Target
+    from canary.distributed import ray_collector
     from canary.probes import ProbeError, load_probe_sets
-    from canary.runner import Calibration, CanaryConfig, run_canary, summary_rows
+    from canary.runner import Calibration, CanaryConfig, collect_in_process, run_canary, summary_rows
     from collector.load_job import served_models
     from collector.store_client import RemoteStore
     from engine.lifecycle import EngineState
@@ -227,17 +227,11 @@ def cmd_canary(args: argparse.Namespace) -> int:
     targets = {p: Target(f"{state.url}/v1", models[p], p, run_id) for p in (args.reference, *pools)}
     revision = specs.get(args.reference).revision
     path = Calibration.path(settings.home, args.reference, revision, [s.name for s in probe_sets])
-    run = asyncio.run(
-        run_canary(
-            targets,
-            probe_sets,
-            config,
-            reference_revision=revision,
-            calibration_path=path,
-            recalibrate=args.recalibrate,
-            log=_log,
-        )
-    )
+    collect_all = collect_in_process if args.in_process else ray_collector(engine.ray_address)
+    run = run_canary(
+        targets, probe_sets, config, reference_revision=revision, calibration_path=path, collect_all=collect_all,
+        recalibrate=args.recalibrate, log=_log,
+    )  # fmt: skip
     with RemoteStore(state.url) as store:
         store.append("probes", run.probe_rows)
         store.append("drift", run.drift_rows)
@@ -326,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("--alpha", type=float, default=0.05, help="false-alarm level of every test")
     canary.add_argument("--seed", type=int, default=0)
     canary.add_argument("--recalibrate", action="store_true", help="run the A/A calibration again")
+    canary.add_argument("--in-process", action="store_true", help="collect in this process, not as Ray tasks")
     canary.set_defaults(func=cmd_canary)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
