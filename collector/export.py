@@ -93,6 +93,15 @@ class GatewayMetrics:
             (*POOL_LABELS, "source"), registry=r,
         )  # fmt: skip
         self._in_flight = Gauge("inferwatch_requests_in_flight", "Requests being served.", POOL_LABELS, registry=r)
+        # the canary's latest verdicts (docs/CANARY.md); metric is one of a closed set of drift metrics
+        self._drift_value = Gauge(
+            "inferwatch_drift_value", "Value of a drift metric in the latest canary run against the reference.",
+            (*POOL_LABELS, "metric"), registry=r,
+        )  # fmt: skip
+        self._drift_flagged = Gauge(
+            "inferwatch_drift_flagged", "1 when the latest canary run found drift on the metric, else 0.",
+            (*POOL_LABELS, "metric"), registry=r,
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._cache_totals: dict[tuple[str, ...], tuple[int, int]] = {}  # labels -> (cached, prompt) tokens
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -143,6 +152,12 @@ class GatewayMetrics:
         if math.isnan(ratio) or not 0.0 <= ratio <= 1.0:
             raise ValueError(f"cache hit ratio must be within [0, 1], got {ratio}")
         self._child(self._hit_ratio, *labels.values(), "server").set(ratio)
+
+    def set_drift(self, labels: PoolLabels, metric: str, value: float | None, flagged: bool) -> None:
+        """The latest canary verdict of one metric for one pool; a metric without data exports no value."""
+        if value is not None:
+            self._child(self._drift_value, *labels.values(), metric).set(value)
+        self._child(self._drift_flagged, *labels.values(), metric).set(1.0 if flagged else 0.0)
 
     def inc_in_flight(self, labels: PoolLabels) -> None:
         self._child(self._in_flight, *labels.values()).inc()

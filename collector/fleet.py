@@ -264,6 +264,15 @@ def last_scrape(store: Queryable) -> datetime | None:
     return found
 
 
+def query_latest_drift(store: Queryable) -> list[dict[str, Any]]:
+    """Per pool and drift metric, the row of the latest canary run (pool, metric, value, verdict)."""
+    rows: list[dict[str, Any]] = store.query(
+        "SELECT pool, metric, arg_max(value, recorded_at) AS value, arg_max(verdict, recorded_at) AS verdict "
+        "FROM drift GROUP BY pool, metric ORDER BY pool, metric"
+    ).to_pylist()
+    return rows
+
+
 def _ms(values: Sequence[float] | None, i: int) -> float | None:
     return values[i] * 1e3 if values else None
 

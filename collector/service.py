@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from collector.export import GatewayMetrics
-from collector.fleet import pools_rows
+from collector.fleet import pools_rows, query_latest_drift
 from collector.gateway import Gateway, GatewayConfig
 from collector.routes import Router, Split, routes_from
 from collector.scraper import Scraper, targets_from_engine
@@ -101,6 +102,10 @@ def build_app(config: CollectorConfig) -> Starlette:
         for pool, ratio in scraper.hit_ratios().items():
             if pool in router.routes:
                 metrics.set_server_cache_hit_ratio(gateway.labels(router.routes[pool]), ratio)
+        for row in await anyio.to_thread.run_sync(query_latest_drift, store):
+            if row["pool"] in router.routes:
+                labels = gateway.labels(router.routes[row["pool"]])
+                metrics.set_drift(labels, row["metric"], row["value"], row["verdict"] == "drift")
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 

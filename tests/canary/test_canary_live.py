@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from collector.daemon import CollectorState
@@ -62,6 +63,13 @@ def test_fault_pools_drift_and_bfloat16_does_not(canary_home: Path, live_collect
         )
     assert {(r["pool"], r["metric"]) for r in drift if r["verdict"] == "drift"} >= {("boost", "unexpected_chars")}
     assert len(drift) == 3 * 7 and probes > 0 and canary_requests > 0
+    exposition = httpx.get(f"{live_collector.url}/metrics", timeout=10).text
+    assert re.search(
+        r'inferwatch_drift_flagged\{[^}]*metric="unexpected_chars"[^}]*pool="boost"[^}]*\} 1\.0', exposition
+    )
+    assert re.search(
+        r'inferwatch_drift_flagged\{[^}]*metric="unexpected_chars"[^}]*pool="bf16"[^}]*\} 0\.0', exposition
+    )
     # the calibration is kept: a second run reuses it
     again = inferwatch(
         "canary", "run", "--home", str(canary_home), "--reference", "ref", "--pools", "bf16", timeout=1200
