@@ -193,52 +193,27 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
-    import uuid
-
-    from canary.client import Target
-    from canary.distributed import ray_collector
-    from canary.probes import ProbeError, load_probe_sets
-    from canary.runner import Calibration, CanaryConfig, collect_in_process, run_canary, summary_rows
-    from collector.load_job import served_models
-    from collector.store_client import RemoteStore
+    from canary.job import CanaryJob, run_canary_job
+    from canary.runner import summary_rows
     from engine.lifecycle import EngineState
-    from engine.specs import load_pools
     from inferwatch.report import print_table
 
     settings = _settings(args)
-    state = _running_collector(settings)
-    engine = EngineState.load(settings.engine_state)
-    specs = load_pools(Path(engine.spec), settings.prices)
-    models = dict(zip([p.name for p in engine.pools], [p.model_id for p in engine.pools], strict=True))
-    pools = tuple(args.pools or [name for name in models if name != args.reference])
-    unknown = [p for p in (args.reference, *pools) if p not in models]
-    if unknown:
-        raise SettingsError(
-            f"--reference/--pools: no pool {', '.join(map(repr, unknown))}; pools are {', '.join(models)}"
-        )
-    served_models(state.url, (args.reference, *pools))  # the gateway routes to every one of them
-    try:
-        config = CanaryConfig(reference=args.reference, pools=pools, samples=args.samples, alpha=args.alpha,
-                              seed=args.seed, concurrencies=tuple(args.concurrency))  # fmt: skip
-        probe_sets = load_probe_sets(tuple(args.probes))
-    except (ValueError, ProbeError) as exc:
-        raise SettingsError(f"inferwatch canary run: {exc}") from None
-    run_id = uuid.uuid4().hex[:16]
-    targets = {p: Target(f"{state.url}/v1", models[p], p, run_id) for p in (args.reference, *pools)}
-    revision = specs.get(args.reference).revision
-    path = Calibration.path(settings.home, args.reference, revision, [s.name for s in probe_sets])
-    collect_all = collect_in_process if args.in_process else ray_collector(engine.ray_address)
-    run = run_canary(
-        targets, probe_sets, config, reference_revision=revision, calibration_path=path, collect_all=collect_all,
-        recalibrate=args.recalibrate, log=_log,
+    collector = _running_collector(settings)
+    job = CanaryJob(
+        reference=args.reference, pools=tuple(args.pools or ()), probes=tuple(args.probes), samples=args.samples,
+        concurrencies=tuple(args.concurrency), alpha=args.alpha, seed=args.seed, recalibrate=args.recalibrate,
+        in_process=args.in_process,
     )  # fmt: skip
-    with RemoteStore(state.url) as store:
-        store.append("probes", run.probe_rows)
-        store.append("drift", run.drift_rows)
-        store.flush()
+    try:
+        run, path = run_canary_job(
+            job, EngineState.load(settings.engine_state), collector, settings.home, settings.prices, log=_log
+        )
+    except ValueError as exc:
+        raise SettingsError(f"inferwatch canary run: {exc}") from None
     print_table(summary_rows(run), title=f"canary {run.run_id}: each pool against {run.reference} (* critical)")
     drifting = [r.pool for r in run.reports if r.drifting]
-    print(f"drifting: {', '.join(drifting) or 'none'}    calibration: {path}    store: {state.store}")
+    print(f"drifting: {', '.join(drifting) or 'none'}    calibration: {path}    store: {collector.store}")
     return EXIT_FAILURE if drifting else 0
 
 

@@ -1,5 +1,6 @@
 """`make demo`: bring the default pools and the collector up (or reuse them), show what each pool answers,
-send a load burst through the gateway and print what each pool costs and how fast it serves."""
+send a load burst through the gateway and print what each pool costs and how fast it serves, then run the
+canary and print which pools drift from the reference."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from canary.job import CanaryJob, run_canary_job, verdict_rows
 from collector import daemon
 from collector.daemon import CollectorState
 from collector.fleet import PoolReport, table_rows
@@ -102,7 +104,12 @@ class Burst:
 
 
 def run_demo(
-    settings: Settings, cfg: EngineConfig, collector: CollectorConfig, log: Log = print, burst: Burst | None = None
+    settings: Settings,
+    cfg: EngineConfig,
+    collector: CollectorConfig,
+    log: Log = print,
+    burst: Burst | None = None,
+    canary: CanaryJob | None = None,
 ) -> int:
     state, reused = ensure_engine(settings, cfg, log)
     rows = ask_every_pool(state)
@@ -119,6 +126,12 @@ def run_demo(
         [{k: row[k] for k in FLEET_COLUMNS} for row in table_rows(reports)],
         title=f"per pool, from the store (run {result.run_id}, {result.duration_s:.1f}s; $ = price x replicas x run)",
     )
+    canary = canary or CanaryJob(reference=state.pools[0].name, samples=8)
+    log(f"canary: every pool against {canary.reference} (teacher-forced, greedy at batch sizes "
+        f"{', '.join(map(str, canary.concurrencies))}, sampled), as Ray tasks")  # fmt: skip
+    run, _ = run_canary_job(canary, state, gateway, settings.home, settings.prices, log=log)
+    print_table(verdict_rows(run), title=f"drift against {run.reference} (canary {run.run_id}; * critical)")
+    log(f"every metric with its band and p-value: .venv/bin/inferwatch canary run --reference {run.reference}")
     print_table(lifecycle.as_rows(state), title="where")
     log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from canary.job import CanaryJob
 from collector import daemon
 from collector.store_client import RemoteStore
 from engine.arith import sample_problems
@@ -40,7 +41,9 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
     settings = Settings.from_env({}, home=tmp_path, collector_port=free_port(), scrape_interval_s=1.0)
     cfg = EngineConfig(state_path=settings.engine_state, models_dir=settings.models_dir)
     try:
-        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=Burst(requests=16, rate=50))
+        light = CanaryJob(reference="ref", probes=("text-v1",), samples=2, concurrencies=(1,))
+        burst = Burst(requests=16, rate=50)
+        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light)
         out = capsys.readouterr().out
         assert code == 0
         assert "reusing the pools already up" in out
@@ -48,6 +51,10 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         for pool in ("ref", "bf16", "boost", "noisy"):
             # 16 requests round-robin over four pools: 4 each, none failed
             assert re.search(rf"│ {pool}\s+│ r1-[^│]*│\s+4 │\s+0 │", table), table
+        # the canary's verdict per pool: the sampler fault writes '#' where text belongs, a critical drift
+        verdicts = out[out.index("drift against ref") :]
+        assert re.search(r"│ boost\s+│ DRIFT\s+│", verdicts) and "unexpected_chars*" in verdicts, verdicts
+        assert re.search(r"│ bf16\s+│ ok\s+│", verdicts), verdicts
         with RemoteStore(daemon.CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
             (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
             assert n == 16
