@@ -103,7 +103,8 @@ def teacher_forced(reference: PoolAnswers, pool: PoolAnswers) -> list[PerProbe]:
         ]
         flips[probe_id] = sum(_argmax(r) != _argmax(p) for r, p in confident) / len(confident) if confident else 0.0
         detail[probe_id] = (
-            f"max KL {seq.max_kl:.3g} at position {seq.worst_position}; top-1 agreement {seq.top1_agreement:.2f}"
+            f"max KL {seq.max_kl:.3g} at position {seq.worst_position}; top-1 agreement {seq.top1_agreement:.2f}; "
+            f"max |dp| {seq.max_abs_dp:.3g}"
         )
     return [PerProbe("tf_mean_kl", kl, detail), PerProbe("tf_confident_flips", flips, detail)]
 
