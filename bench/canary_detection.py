@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def main() -> None:
     print(f"calibrated in {time.monotonic() - started:.0f}s; {args.runs} runs follow", flush=True)
     flagged: dict[tuple[str, int], list[bool]] = {}
     base_flagged: dict[str, list[bool]] = {}
+    which: dict[str, Counter[str]] = {}  # pool -> how often each metric drifted (all probes)
     seconds: list[float] = []
     for run in range(1, args.runs + 1):
         t0 = time.monotonic()
@@ -131,6 +133,8 @@ def main() -> None:
             for name, pool in others.items():
                 report = evaluate(first_probes(reference, keep), first_probes(pool, keep), by_id, calibration, config)
                 flagged.setdefault((name, k), []).append(bool(report.drifting))
+                if k == max(args.probe_counts):
+                    which.setdefault(name, Counter()).update(r.metric for r in report.drifting)
         ref_texts = asyncio.run(baseline_samples(target("ref", run), base_probes, args.baseline_samples, seed + 7))
         aa_texts = asyncio.run(baseline_samples(target("ref", run), base_probes, args.baseline_samples, seed + 9))
         for name in POOLS:
@@ -153,6 +157,8 @@ def main() -> None:
             f"MMD-only ({len(base_probes)}x{args.baseline_samples})": float(np.mean(base_flagged[name])),
         })  # fmt: skip
     print_table(rows, title=f"{args.runs} runs, alpha {args.alpha}; {budget} requests per pool for the full canary")
+    for name, counts in which.items():
+        print(f"{name}: runs in which each metric drifted: {dict(counts)}")
     print(f"collection: median {np.median(seconds):.0f}s per run (4 pools and an A/A replay in parallel); "
           f"reproduce: .venv/bin/python bench/canary_detection.py --runs {args.runs} --samples {args.samples} "
           f"--concurrency {' '.join(map(str, args.concurrency))}")  # fmt: skip
