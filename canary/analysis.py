@@ -18,8 +18,10 @@ A metric's value is the mean of its per-probe values. Its band is calibrated: th
 exceeds with probability <= alpha in A/A runs (the reference against itself), but never below the metric's
 tolerance for benign numerics (bfloat16 against float32 moves logprobs; it does not move confident tokens
 nor emit unexpected ones). The p-value is a binomial test of how many probes exceed the band, given that
-each may by chance with probability alpha. A pool drifts on a metric when that p-value is below alpha;
-sampled_answer_shift drifts when any test is rejected at false-discovery rate alpha.
+each may by chance with probability alpha. A pool drifts on a metric when that p-value is below alpha and
+more than MIN_SHARE (10 %) of the probes are over the band (an effect size: the A/A run of a deterministic
+reference is often exactly 0, and a rare benign near-tie must not decide); sampled_answer_shift drifts
+when any test is rejected at false-discovery rate alpha.
 Critical metrics have zero tolerance: one probe over the band is drift.
 """
 
@@ -63,6 +65,9 @@ TOLERANCE: dict[str, float] = {
     "unexpected_chars": 0.0,
 }
 CONFIDENT = 0.5  # a position where the reference's top-1 has at least this probability
+# effect size: a non-critical metric drifts only when more than this share of the probes is over its band
+# (a near-tie that flips on one probe in twenty is numerics; the faults measured flip 36-39 % of the probes)
+MIN_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ def judge(per_probe: PerProbe, null: Sequence[float], alpha: float) -> DriftResu
     p_value = float(stats.binomtest(len(over), len(values), min(alpha, 1.0), alternative="greater").pvalue)
     mean = float(np.mean(list(values.values())))
     worst = max(values, key=values.__getitem__)
-    drifting = bool(over) if critical else p_value < alpha
+    drifting = bool(over) if critical else (p_value < alpha and len(over) / len(values) > MIN_SHARE)
     evidence = f"{len(over)}/{len(values)} probes over the band; worst {worst}: {values[worst]:.4g}"
     if worst in per_probe.detail and values[worst] > 0:
         evidence += f" ({per_probe.detail[worst]})"

@@ -80,7 +80,12 @@ def test_a_non_critical_metric_needs_more_probes_over_the_band_than_chance() -> 
     # 1 of 20 over: P(Binomial(20, 0.05) >= 1) = 1 - 0.95^20
     assert result.p_value == pytest.approx(1 - 0.95**20) and result.verdict is Verdict.ok
     many = PerProbe("greedy_divergence", {f"p{i}": (0.9 if i < 6 else 0.0) for i in range(20)})
-    assert judge(many, null, alpha=0.05).verdict is Verdict.drift
+    assert judge(many, null, alpha=0.05).verdict is Verdict.drift  # 6/20 = 30 % of the probes
+    # significant but small: 10 of 100 probes over a zero band, P(Binomial(100, 0.05) >= 10) = 0.028, but
+    # 10 % of the probes is not more than the 10 % effect size
+    few = PerProbe("greedy_divergence", {f"p{i}": (1.0 if i < 10 else 0.0) for i in range(100)})
+    result = judge(few, [0.0] * 100, alpha=0.05)
+    assert result.p_value < 0.05 and result.verdict is Verdict.ok
 
 
 def test_kl_below_the_benign_tolerance_is_not_drift_even_when_aa_is_exactly_zero() -> None:
