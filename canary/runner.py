@@ -40,7 +40,7 @@ from canary.probes import Probe, ProbeSet
 Log = Callable[[str], None]
 MODES = {
     "tf_mean_kl": "teacher_forced", "tf_confident_flips": "teacher_forced", "greedy_divergence": "greedy",
-    "greedy_hard_mismatch": "greedy", "self_inconsistency": "greedy", "unexpected_chars": "greedy+sampled",
+    "greedy_hard_mismatch": "greedy", "self_inconsistency": "greedy", "unexpected_chars": "greedy",
     "sampled_answer_shift": "sampled",
 }  # fmt: skip
 
