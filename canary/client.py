@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from canary.probes import Probe
+from collector.completion_client import RequestFailed, post_json
 
 
 class CanaryError(RuntimeError):
@@ -61,21 +62,13 @@ class PoolClient:
 
     async def _complete(self, probe: Probe, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.target.base_url}/completions"
-        last = ""
-        for attempt in range(self.retries + 1):
-            try:
-                response = await self.http.post(url, json={"model": self.target.model, **body}, headers=self.headers)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    answer: dict[str, Any] = response.json()
-                    return answer
-                last = f"HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code < 500 and response.status_code != 429:
-                    break  # the request itself is wrong: retrying will not help
-            await asyncio.sleep(0.2 * 2**attempt)
-        raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: {last}")
+        try:
+            answer, _ = await post_json(
+                self.http, url, {"model": self.target.model, **body}, self.headers, retries=self.retries
+            )
+        except RequestFailed as exc:
+            raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: {exc}") from None
+        return answer
 
     async def score(self, probe: Probe, top_k: int) -> Scored:
         answer = await self._complete(

@@ -21,9 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.arith import ANSWER_ALPHABET, MAX_OPERAND_DIGITS, unique_held_out_problems
+from engine.datafiles import read_jsonl, resolve
 
 PROBES_DIR = Path(__file__).resolve().parent.parent / "data" / "probes"
 
@@ -51,40 +52,12 @@ class ProbeSet(BaseModel):
 
 
 def load_probe_set(path: Path) -> ProbeSet:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ProbeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    probes: list[Probe] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            probe = Probe.model_validate_json(line)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "(the line)"
-            raise ProbeError(f"{path}:{number}: field {field}: {err['msg']}") from None
-        if probe.id in seen:
-            raise ProbeError(f"{path}:{number}: field id: {probe.id!r} is already used on line {seen[probe.id]}")
-        seen[probe.id] = number
-        probes.append(probe)
-    if not probes:
-        raise ProbeError(f"{path}: no probes in the file")
-    return ProbeSet(name=path.stem, probes=tuple(probes))
+    return ProbeSet(name=path.stem, probes=tuple(read_jsonl(path, Probe, ProbeError, "probes")))
 
 
 def load_probe_sets(names: tuple[str, ...], directory: Path = PROBES_DIR) -> list[ProbeSet]:
     """Built-in sets by name (e.g. arith-v1), or paths to files of your own."""
-    sets = []
-    for name in names:
-        path = Path(name) if name.endswith(".jsonl") else directory / f"{name}.jsonl"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in directory.glob("*.jsonl")))
-            raise ProbeError(f"probe set {name!r}: no file {path}; built-in sets are {known}")
-        sets.append(load_probe_set(path))
-    return sets
+    return [load_probe_set(resolve(name, directory, ProbeError, "probe set")) for name in names]
 
 
 TEXT_ALPHABET = "abcdefghijklmnopqrstuvwxyz .,?!"

@@ -64,17 +64,20 @@ def build_workload(spec: WorkloadSpec) -> list[WorkItem]:
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {spec.dataset!r}")
 
 
-def served_models(base_url: str, pools: Sequence[str] = ()) -> tuple[str, ...]:
-    """The model ids of `pools` (all when empty) as the gateway's /v1/models lists them."""
+def gateway_pools(base_url: str) -> dict[str, str]:
+    """pool -> model id, as the gateway's /v1/models lists them."""
     url = base_url.rstrip("/") + "/v1/models"
     try:
         response = httpx.get(url, timeout=10)
         response.raise_for_status()
-        listed = {m["owned_by"]: m["id"] for m in response.json()["data"]}
+        return {m["owned_by"]: m["id"] for m in response.json()["data"]}
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise LoadJobError(
-            f"{url}: no model list ({exc}); is the collector up? `inferwatch collector status`"
-        ) from None
+        raise LoadJobError(f"{url}: no model list ({exc}); is the collector up? `inferwatch collector status`") from None
+
+
+def served_models(base_url: str, pools: Sequence[str] = ()) -> tuple[str, ...]:
+    """The model ids of `pools` (all when empty) as the gateway's /v1/models lists them."""
+    listed = gateway_pools(base_url)
     unknown = [p for p in pools if p not in listed]
     if unknown:
         raise LoadJobError(

@@ -58,6 +58,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN operation VARCHAR;
     ALTER TABLE requests ADD COLUMN error_type VARCHAR;
     """,
+    # 3: evals (evals/): how many requests each item took, which suite file version and origin (inferwatch or an
+    # lm-eval import) a run had, and the per-pool summary of every run with its verdict against the reference
+    """
+    ALTER TABLE eval_items ADD COLUMN attempts INTEGER;
+    CREATE TABLE eval_runs (
+        run_id VARCHAR NOT NULL, suite VARCHAR NOT NULL, pool VARCHAR NOT NULL, reference_pool VARCHAR NOT NULL,
+        origin VARCHAR NOT NULL, items INTEGER NOT NULL, scored INTEGER NOT NULL, errors INTEGER NOT NULL,
+        correct INTEGER NOT NULL, accuracy DOUBLE, ci_low DOUBLE, ci_high DOUBLE, paired INTEGER,
+        reference_only INTEGER, pool_only INTEGER, delta DOUBLE, delta_low DOUBLE, delta_high DOUBLE,
+        p_value DOUBLE, verdict VARCHAR NOT NULL, reason VARCHAR NOT NULL, items_needed INTEGER,
+        retries INTEGER, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -108,11 +108,15 @@ def drop_top1(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+_WEIGHT_FILES = ("model.safetensors", "training.json")  # what a noisy copy has of its own (or not at all)
+
+
 def noisy_copy(source: Path, target_root: Path, layer: int, relative: float, seed: int) -> Path:
     """A copy of the model at `source` whose decoder layer `layer` has weights w * (1 + relative * N(0,1)).
 
-    The copy lives under `target_root`, named by the source and the noise parameters, and is made
-    once: a later call with the same arguments returns the existing copy.
+    The copy lives under `target_root`, named by the source's weights and the noise parameters, and is made
+    once: a later call with the same arguments returns the existing copy, with the source's other files
+    (tokenizer, chat template, config) copied again so that an edit of those reaches the copy too.
     """
     from safetensors.torch import load_file, save_file
 
@@ -122,6 +126,9 @@ def noisy_copy(source: Path, target_root: Path, layer: int, relative: float, see
     digest = hashlib.sha256(weights_file.read_bytes()).hexdigest()[:12]
     target = target_root / f"{source.name}-{digest}-layer{layer}-noise{relative:g}-seed{seed}"
     if (target / "model.safetensors").exists():
+        for other in source.iterdir():
+            if other.is_file() and other.name not in _WEIGHT_FILES:
+                shutil.copy2(other, target / other.name)
         return target
     tensors = load_file(str(weights_file))
     prefix = f"model.layers.{layer}."
@@ -136,7 +143,7 @@ def noisy_copy(source: Path, target_root: Path, layer: int, relative: float, see
         tensors[name] = (weight.float() * (1.0 + relative * noise)).to(weight.dtype)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("model.safetensors", "training.json"))
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*_WEIGHT_FILES))
     save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
     note = {"source": str(source), "layer": layer, "relative": relative, "seed": seed, "tensors": names}
     (staging / "inferwatch-fault.json").write_text(json.dumps(note, indent=2) + "\n")

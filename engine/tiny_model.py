@@ -19,7 +19,9 @@ from typing import Any
 from engine.arith import BOS, EOS, PAD, UNK, VOCAB, Problem, sample_problems
 
 SEQ_LEN = 16  # "<s>999+999=1998</s>" is 14 tokens
-CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+# The chat API tokenizes the rendered template without adding special tokens: the template itself starts
+# with BOS, as the completions API's prompts do (the model never answers without it).
+CHAT_TEMPLATE = "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 
 def build_tokenizer() -> Any:

@@ -10,12 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.daemon import CollectorState
 from collector.load_job import DATASETS
 from collector.service import CollectorConfig
 from engine.lifecycle import EngineConfig
 from inferwatch.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from evals.compare import CompareConfig, PoolSummary
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 3  # argparse itself exits 2 on usage errors
 
@@ -217,6 +221,106 @@ def cmd_canary(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if drifting else 0
 
 
+EXIT_INCONCLUSIVE = 2  # as the gate: missing or too little data is never a pass
+
+
+def _eval_exit(summaries: Sequence[PoolSummary]) -> int:
+    from evals.compare import Verdict
+
+    verdicts = {s.verdict for s in summaries}
+    if Verdict.regressed in verdicts:
+        return EXIT_FAILURE
+    return EXIT_INCONCLUSIVE if verdicts & {Verdict.inconclusive, Verdict.nodata} else 0
+
+
+def _compare_config(args: argparse.Namespace) -> CompareConfig:
+    from evals.compare import CompareConfig
+
+    try:
+        return CompareConfig(alpha=args.alpha, margin=args.margin)
+    except ValueError as exc:
+        raise SettingsError(f"--alpha/--margin: {exc}") from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals.results import table_rows
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    if args.action == "run":
+        return _eval_run(args, settings)
+    from collector.daemon import open_store
+    from evals.job import import_lm_eval
+    from evals.lm_eval_import import SamplesError
+    from evals.results import compare_stored
+
+    config = _compare_config(args)
+    if not settings.store_path.exists() and args.action == "report":
+        raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
+    store = open_store(settings.store_path, settings.collector_state)
+    try:
+        if args.action == "report":
+            run_id, by_suite = args.run, compare_stored(store, args.run, args.reference, config)
+        else:
+            sources = dict(_pool_source(text) for text in args.sources)
+            run_id, by_suite = import_lm_eval(
+                store, sources, run_id=args.run, reference=args.reference, metric=args.metric,
+                filter_name=args.filter, compare=config,
+            )  # fmt: skip
+            print(f"imported {', '.join(f'{p}={s}' for p, s in sources.items())} as eval run {run_id}")
+    except (ValueError, SamplesError) as exc:
+        raise SettingsError(f"inferwatch eval {args.action}: {exc}") from None
+    finally:
+        store.close()
+    for suite, summaries in by_suite.items():
+        print_table(table_rows(summaries), title=f"eval {run_id}: {suite}, each pool against {args.reference}")
+    return _eval_exit([s for summaries in by_suite.values() for s in summaries]) if by_suite else 0
+
+
+def _pool_source(text: str) -> tuple[str, Path]:
+    pool, sep, path = text.partition("=")
+    if not sep or not pool or not path:
+        raise SettingsError(f"{text!r}: write POOL=PATH, e.g. ref=lm-eval-out/ (a samples file or lm-eval's output)")
+    return pool, Path(path)
+
+
+def _eval_run(args: argparse.Namespace, settings: Settings) -> int:
+    from evals.job import EvalJob, failure_rows, run_eval_job
+    from evals.results import table_rows
+    from evals.runner import AskConfig
+    from inferwatch.report import print_table
+
+    collector = _running_collector(settings)
+    config = _compare_config(args)
+    if args.concurrency < 1 or args.retries < 0:
+        raise SettingsError("--concurrency must be >= 1 and --retries >= 0")
+    job = EvalJob(
+        suite=args.suite, reference=args.reference, pools=tuple(args.pools or ()), limit=args.limit,
+        ask=AskConfig(concurrency=args.concurrency, retries=args.retries), compare=config,
+        in_process=args.in_process,
+    )  # fmt: skip
+    engine = _engine_ray_address(settings)
+    try:
+        run = run_eval_job(job, collector.url, engine, log=_log)
+    except ValueError as exc:
+        raise SettingsError(f"inferwatch eval run: {exc}") from None
+    print_table(table_rows(run.summaries), title=f"eval {run.run_id}: {run.suite}, each pool against {run.reference}")
+    if failures := failure_rows(run):
+        print_table(failures, title="failed items (recorded in eval_items with their error)")
+    retried = ", ".join(f"{p} {n}" for p, n in run.retries.items() if n)
+    print(f"retries: {retried or 'none'}    store: {collector.store}")
+    return _eval_exit(run.summaries)
+
+
+def _engine_ray_address(settings: Settings) -> str | None:
+    from engine.lifecycle import EngineError, EngineState
+
+    try:
+        return EngineState.load(settings.engine_state).ray_address
+    except EngineError:
+        return None  # no engine of ours: RAY_ADDRESS or a local Ray
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
@@ -297,6 +401,37 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("--recalibrate", action="store_true", help="run the A/A calibration again")
     canary.add_argument("--in-process", action="store_true", help="collect in this process, not as Ray tasks")
     canary.set_defaults(func=cmd_canary)
+
+    evals = commands.add_parser("eval", help="eval suites on pools, compared item by item with a reference")
+    eval_actions = evals.add_subparsers(dest="action", required=True)
+
+    def compare_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", type=Path, help="state directory (default ./var)")
+        p.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+        p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+        p.add_argument("--margin", type=float, default=0.02, help="non-inferiority margin (default 0.02)")
+
+    run = eval_actions.add_parser("run", help="run a suite on pools through the gateway")
+    compare_flags(run)
+    run.add_argument("--suite", required=True, help="built-in suite (arith-v1, format-v1) or a .jsonl file")
+    run.add_argument("--reference", required=True, help="the pool the others are compared with")
+    run.add_argument("--pools", type=lambda t: [p for p in t.split(",") if p], help="default: every pool")
+    run.add_argument("--limit", type=int, help="only the first N items")
+    run.add_argument("--concurrency", type=int, default=8, help="requests in flight per pool (default 8)")
+    run.add_argument("--retries", type=int, default=2, help="retries of a transient failure (default 2)")
+    run.add_argument("--in-process", action="store_true", help="ask from this process, not as Ray tasks")
+    report = eval_actions.add_parser("report", help="the comparison of a stored run, again")
+    compare_flags(report)
+    report.add_argument("--run", required=True, help="eval run id")
+    report.add_argument("--reference", required=True, help="the pool the others are compared with")
+    imports = eval_actions.add_parser("import", help="import lm-evaluation-harness --log_samples output")
+    compare_flags(imports)
+    imports.add_argument("sources", nargs="+", metavar="POOL=PATH", help="a samples_*.jsonl file or lm-eval output dir")
+    imports.add_argument("--run", help="run id (default: a new one)")
+    imports.add_argument("--reference", help="compare the imported pools with this one")
+    imports.add_argument("--metric", help="the 0/1 metric to read (default: the line's only metric, acc, exact_match)")
+    imports.add_argument("--filter", help="which lm-eval filter's lines to read, when a file has several")
+    evals.set_defaults(func=cmd_eval)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

@@ -46,7 +46,7 @@ def test_bad_lines_are_named(tmp_path: Path, line: str, message: str) -> None:
 
 
 def test_unknown_and_empty_sets(tmp_path: Path) -> None:
-    with pytest.raises(ProbeError, match="built-in sets are arith-v1, prefix-v1, text-v1"):
+    with pytest.raises(ProbeError, match="built-in probe sets are arith-v1, prefix-v1, text-v1"):
         load_probe_sets(("nope-v9",))
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(ProbeError, match="no probes"):

@@ -79,6 +79,10 @@ def test_noisy_copy_perturbs_one_layer_by_the_given_relative_noise(tmp_path: Pat
     mtime = (target / "model.safetensors").stat().st_mtime_ns
     assert noisy_copy(MODEL, tmp_path, layer=1, relative=0.08, seed=7) == target
     assert (target / "model.safetensors").stat().st_mtime_ns == mtime
+    # ...but a stale copy of the other files (an older chat template) is brought up to date
+    (target / "chat_template.jinja").write_text("old")
+    noisy_copy(MODEL, tmp_path, layer=1, relative=0.08, seed=7)
+    assert (target / "chat_template.jinja").read_text() == (MODEL / "chat_template.jinja").read_text()
 
 
 def test_noisy_copy_rejects_a_layer_the_model_does_not_have(tmp_path: Path) -> None:
