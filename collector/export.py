@@ -102,6 +102,21 @@ class GatewayMetrics:
             "inferwatch_drift_flagged", "1 when the latest canary run found drift on the metric, else 0.",
             (*POOL_LABELS, "metric"), registry=r,
         )  # fmt: skip
+        # the latest eval run per suite (docs/EVALS.md)
+        self._eval_accuracy = Gauge(
+            "inferwatch_eval_accuracy", "Accuracy of the pool on an eval suite in its latest run (0-1).",
+            (*POOL_LABELS, "suite"), registry=r,
+        )  # fmt: skip
+        self._eval_delta = Gauge(
+            "inferwatch_eval_accuracy_delta",
+            "Accuracy minus the reference's on the items both scored, in the latest run of the suite.",
+            (*POOL_LABELS, "suite"), registry=r,
+        )  # fmt: skip
+        self._eval_regressed = Gauge(
+            "inferwatch_eval_regressed",
+            "1 when the latest run of the suite found the pool significantly worse than the reference, else 0.",
+            (*POOL_LABELS, "suite"), registry=r,
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._cache_totals: dict[tuple[str, ...], tuple[int, int]] = {}  # labels -> (cached, prompt) tokens
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -158,6 +173,16 @@ class GatewayMetrics:
         if value is not None:
             self._child(self._drift_value, *labels.values(), metric).set(value)
         self._child(self._drift_flagged, *labels.values(), metric).set(1.0 if flagged else 0.0)
+
+    def set_eval(
+        self, labels: PoolLabels, suite: str, accuracy: float | None, delta: float | None, regressed: bool
+    ) -> None:
+        """The latest eval summary of one suite for one pool; what a run could not measure is not exported."""
+        if accuracy is not None:
+            self._child(self._eval_accuracy, *labels.values(), suite).set(accuracy)
+        if delta is not None:
+            self._child(self._eval_delta, *labels.values(), suite).set(delta)
+        self._child(self._eval_regressed, *labels.values(), suite).set(1.0 if regressed else 0.0)
 
     def inc_in_flight(self, labels: PoolLabels) -> None:
         self._child(self._in_flight, *labels.values()).inc()

@@ -273,6 +273,15 @@ def query_latest_drift(store: Queryable) -> list[dict[str, Any]]:
     return rows
 
 
+def query_latest_evals(store: Queryable) -> list[dict[str, Any]]:
+    """Per eval suite and pool, the summary of its latest run (suite, pool, accuracy, delta, verdict)."""
+    rows: list[dict[str, Any]] = store.query(
+        "SELECT suite, pool, arg_max(accuracy, recorded_at) AS accuracy, arg_max(delta, recorded_at) AS delta, "
+        "arg_max(verdict, recorded_at) AS verdict FROM eval_runs GROUP BY suite, pool ORDER BY suite, pool"
+    ).to_pylist()
+    return rows
+
+
 def _ms(values: Sequence[float] | None, i: int) -> float | None:
     return values[i] * 1e3 if values else None
 

@@ -72,7 +72,9 @@ def gateway_pools(base_url: str) -> dict[str, str]:
         response.raise_for_status()
         return {m["owned_by"]: m["id"] for m in response.json()["data"]}
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise LoadJobError(f"{url}: no model list ({exc}); is the collector up? `inferwatch collector status`") from None
+        raise LoadJobError(
+            f"{url}: no model list ({exc}); is the collector up? `inferwatch collector status`"
+        ) from None
 
 
 def served_models(base_url: str, pools: Sequence[str] = ()) -> tuple[str, ...]:

@@ -76,15 +76,6 @@ def compare_stored(
     return {suite: compare_run(pools, reference, config) for suite, pools in by_suite.items()}
 
 
-def latest_summaries(store: Queryable) -> list[dict[str, Any]]:
-    """Per suite and pool, the summary row of its latest run (for /metrics and the dashboards)."""
-    rows: list[dict[str, Any]] = store.query(
-        "SELECT suite, pool, arg_max(accuracy, recorded_at) AS accuracy, arg_max(delta, recorded_at) AS delta, "
-        "arg_max(verdict, recorded_at) AS verdict FROM eval_runs GROUP BY suite, pool ORDER BY suite, pool"
-    ).to_pylist()
-    return rows
-
-
 def table_rows(summaries: Sequence[PoolSummary]) -> list[dict[str, object]]:
     """For print_table: percentages and the verdict with its reason."""
 
@@ -98,9 +89,14 @@ def table_rows(summaries: Sequence[PoolSummary]) -> list[dict[str, object]]:
         {"pool": s.pool, "items": s.items, "errors": s.errors, "accuracy": pct(s.accuracy),
          "CI": f"{pct(s.ci_low)}–{pct(s.ci_high)}", "Δ vs ref (pts)": pts(s.delta),
          "Δ interval": "-" if s.delta_low is None else f"[{pts(s.delta_low)}, {pts(s.delta_high)}]",
-         "p": "-" if s.p_value is None else f"{s.p_value:.2g}", "verdict": s.verdict.value, "why": s.reason}
+         "p": "-" if s.p_value is None else f"{s.p_value:.2g}", "verdict": s.verdict.value}
         for s in summaries
     ]  # fmt: skip
+
+
+def reason_lines(summaries: Sequence[PoolSummary]) -> list[str]:
+    """Why each pool got its verdict, one line each (too long for a table cell)."""
+    return [f"  {s.pool}: {s.verdict.value} — {s.reason}" for s in summaries]
 
 
 def outcomes_of(results: Sequence[ItemResult]) -> Outcomes:

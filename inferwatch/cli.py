@@ -243,8 +243,6 @@ def _compare_config(args: argparse.Namespace) -> CompareConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from evals.results import table_rows
-    from inferwatch.report import print_table
 
     settings = _settings(args)
     if args.action == "run":
@@ -273,8 +271,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for suite, summaries in by_suite.items():
-        print_table(table_rows(summaries), title=f"eval {run_id}: {suite}, each pool against {args.reference}")
+        print_eval(run_id, suite, args.reference, summaries)
     return _eval_exit([s for summaries in by_suite.values() for s in summaries]) if by_suite else 0
+
+
+def print_eval(run_id: str, suite: str, reference: str, summaries: Sequence[PoolSummary]) -> None:
+    from evals.results import reason_lines, table_rows
+    from inferwatch.report import print_table
+
+    print_table(table_rows(summaries), title=f"eval {run_id}: {suite}, each pool against {reference}")
+    print("\n".join(reason_lines(summaries)))
 
 
 def _pool_source(text: str) -> tuple[str, Path]:
@@ -286,7 +292,6 @@ def _pool_source(text: str) -> tuple[str, Path]:
 
 def _eval_run(args: argparse.Namespace, settings: Settings) -> int:
     from evals.job import EvalJob, failure_rows, run_eval_job
-    from evals.results import table_rows
     from evals.runner import AskConfig
     from inferwatch.report import print_table
 
@@ -304,7 +309,7 @@ def _eval_run(args: argparse.Namespace, settings: Settings) -> int:
         run = run_eval_job(job, collector.url, engine, log=_log)
     except ValueError as exc:
         raise SettingsError(f"inferwatch eval run: {exc}") from None
-    print_table(table_rows(run.summaries), title=f"eval {run.run_id}: {run.suite}, each pool against {run.reference}")
+    print_eval(run.run_id, run.suite, run.reference, run.summaries)
     if failures := failure_rows(run):
         print_table(failures, title="failed items (recorded in eval_items with their error)")
     retried = ", ".join(f"{p} {n}" for p, n in run.retries.items() if n)

@@ -3,7 +3,10 @@
 A real vLLM pool cannot be made to answer 5xx, send broken SSE or stall on demand; this server does, per
 model id (`arith@<pool>`): ok (a well-formed 3-token stream or JSON answer), err500, garbage (an event
 that is not JSON), truncated (closes the stream without [DONE]), slow (one token every 20 ms for 500
-tokens; notes when the client goes away). It runs an aiohttp server in a thread on a free loopback port.
+tokens; notes when the client goes away). For the eval runner's faults, three pools answer "a+b=" prompts
+(completions and chat) with the right sum: sums, flaky (the first attempt of every request id gets a 503) and
+dying (answers its first DYING_AFTER requests, then only 500s). It runs an aiohttp server in a thread on a free
+loopback port.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class FaultyUpstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.cancelled: list[str] = []  # x-request-id of streams whose client went away
         self.received: list[dict[str, Any]] = []  # headers and bodies as they arrived
+        self.calls: dict[str, int] = {}  # pool -> requests received
+        self._seen: set[str] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -64,6 +69,7 @@ class FaultyUpstream:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/{pool}/v1/completions", self._completions)
+        app.router.add_post("/{pool}/v1/chat/completions", self._completions)
         runner = web.AppRunner(app)
         self._loop.run_until_complete(runner.setup())
         self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
@@ -76,6 +82,9 @@ class FaultyUpstream:
         body = await request.json()
         self.received.append({"headers": {k.lower(): v for k, v in request.headers.items()}, "body": body})
         mode = request.match_info["pool"]
+        self.calls[mode] = self.calls.get(mode, 0) + 1
+        if mode in SUMS:
+            return self._sum(mode, body, request.headers.get("x-request-id", ""))
         if mode == "err500":
             return web.json_response({"object": "error", "message": "engine dead"}, status=500)
         if not body.get("stream"):
@@ -107,8 +116,24 @@ class FaultyUpstream:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    def _sum(self, mode: str, body: dict[str, Any], request_id: str) -> web.Response:
+        first_try = request_id not in self._seen
+        self._seen.add(request_id)
+        if (mode == "flaky" and first_try) or (mode == "dying" and self.calls[mode] > DYING_AFTER):
+            return web.json_response({"object": "error", "message": f"{mode} pool"}, status=503)
+        chat = "messages" in body
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        a, b = prompt.rstrip("=").split("+")
+        text = str(int(a) + int(b))
+        choice = {"index": 0, "finish_reason": "stop"}
+        choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        return web.json_response({"id": "c1", "object": "text_completion", "model": body["model"],
+                                  "choices": [choice], "usage": USAGE})  # fmt: skip
 
-POOLS = ("ok", "err500", "garbage", "truncated", "slow", "down")
+
+SUMS = ("sums", "flaky", "dying")
+DYING_AFTER = 30
+POOLS = ("ok", "err500", "garbage", "truncated", "slow", "down", *SUMS)
 
 
 def write_engine(home: Path, upstream_url: str) -> Path:

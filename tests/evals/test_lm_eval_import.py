@@ -58,7 +58,7 @@ def test_filters_and_metrics_must_be_chosen_when_ambiguous(tmp_path: Path) -> No
         read_samples(two)
     graded = read_samples(two, metric="f1")[0]
     assert (graded.correct, graded.score) == (False, 0.5)  # graded metrics count as correct only when perfect
-    with pytest.raises(SamplesError, match="samples_x.jsonl:1: field acc: missing; this line has em, exact_match, f1"):
+    with pytest.raises(SamplesError, match=r"samples_x.jsonl:1: field acc: missing; this line has em, exact_match, f1"):
         read_samples(two, metric="acc")
 
 
@@ -82,7 +82,7 @@ def test_a_malformed_line_is_named(tmp_path: Path, text: str, message: str) -> N
 def test_missing_and_empty_inputs(tmp_path: Path) -> None:
     with pytest.raises(SamplesError, match="no such file or directory"):
         sample_files(tmp_path / "nope")
-    with pytest.raises(SamplesError, match="no samples_\\*.jsonl under it; run lm_eval with --log_samples"):
+    with pytest.raises(SamplesError, match=r"no samples_\*.jsonl under it; run lm_eval with --log_samples"):
         sample_files(tmp_path)
     (tmp_path / "samples_e.jsonl").write_text("")
     with pytest.raises(SamplesError, match="no samples in the file"):
@@ -111,6 +111,6 @@ def test_a_bad_file_stores_nothing(tmp_path: Path) -> None:
     broken = tmp_path / "samples_b.jsonl"
     broken.write_text("{broken\n")
     with Store(tmp_path / "store.duckdb") as store:
-        with pytest.raises(SamplesError, match="samples_b.jsonl:1: not JSON"):
+        with pytest.raises(SamplesError, match=r"samples_b\.jsonl:1: not JSON"):
             import_lm_eval(store, {"ref": good, "tpu": broken}, run_id="lm2")
         assert store.query("SELECT count(*) AS n FROM eval_items").to_pylist() == [{"n": 0}]
