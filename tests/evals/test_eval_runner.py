@@ -66,8 +66,10 @@ def test_every_item_of_every_pool_is_recorded(setup: Setup, run: EvalRun) -> Non
     rows = stored(setup, "SELECT pool, count(*) AS n, count(correct) AS scored, sum(correct::INT)::INT AS right "
                          "FROM eval_items WHERE run_id = ? GROUP BY pool ORDER BY pool", [run.run_id])  # fmt: skip
     got = {r["pool"]: (r["n"], r["scored"], r["right"]) for r in rows}
-    assert got == {"dying": (ITEMS, DYING_AFTER, DYING_AFTER), "err500": (ITEMS, 0, None),
-                   "flaky": (ITEMS, ITEMS, ITEMS), "ok": (ITEMS, ITEMS - 5, 0), "sums": (ITEMS, ITEMS, ITEMS)}  # fmt: skip
+    assert got == {
+        "dying": (ITEMS, DYING_AFTER, DYING_AFTER), "err500": (ITEMS, 0, None), "flaky": (ITEMS, ITEMS, ITEMS),
+        "ok": (ITEMS, ITEMS - 5, 0), "sums": (ITEMS, ITEMS, ITEMS),
+    }  # fmt: skip
     # the "ok" pool answers chat requests without a message: recorded as malformed, not scored
     malformed = stored(setup, "SELECT DISTINCT error FROM eval_items WHERE run_id = ? AND pool = 'ok' AND "
                               "error IS NOT NULL", [run.run_id])  # fmt: skip
