@@ -243,6 +243,7 @@ def _compare_config(args: argparse.Namespace) -> CompareConfig:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from inferwatch.report import print_eval
 
     settings = _settings(args)
     if args.action == "run":
@@ -275,14 +276,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _eval_exit([s for summaries in by_suite.values() for s in summaries]) if by_suite else 0
 
 
-def print_eval(run_id: str, suite: str, reference: str, summaries: Sequence[PoolSummary]) -> None:
-    from evals.results import reason_lines, table_rows
-    from inferwatch.report import print_table
-
-    print_table(table_rows(summaries), title=f"eval {run_id}: {suite}, each pool against {reference}")
-    print("\n".join(reason_lines(summaries)))
-
-
 def _pool_source(text: str) -> tuple[str, Path]:
     pool, sep, path = text.partition("=")
     if not sep or not pool or not path:
@@ -293,7 +286,7 @@ def _pool_source(text: str) -> tuple[str, Path]:
 def _eval_run(args: argparse.Namespace, settings: Settings) -> int:
     from evals.job import EvalJob, failure_rows, run_eval_job
     from evals.runner import AskConfig
-    from inferwatch.report import print_table
+    from inferwatch.report import print_eval, print_table
 
     collector = _running_collector(settings)
     config = _compare_config(args)

@@ -1,6 +1,7 @@
 """`make demo`: bring the default pools and the collector up (or reuse them), show what each pool answers,
-send a load burst through the gateway and print what each pool costs and how fast it serves, then run the
-canary and print which pools drift from the reference."""
+send a load burst through the gateway and print what each pool costs and how fast it serves, run the
+canary and print which pools drift from the reference, then run the arithmetic eval suite on every pool and
+print which pools answer worse than the reference."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from engine import lifecycle
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineError, EngineState
 from engine.specs import load_pools
-from inferwatch.report import print_table
+from evals.job import EvalJob, run_eval_job
+from inferwatch.report import print_eval, print_table
 from inferwatch.settings import Settings
 
 Log = Callable[[str], None]
@@ -110,6 +112,7 @@ def run_demo(
     log: Log = print,
     burst: Burst | None = None,
     canary: CanaryJob | None = None,
+    evals: EvalJob | None = None,
 ) -> int:
     state, reused = ensure_engine(settings, cfg, log)
     rows = ask_every_pool(state)
@@ -132,6 +135,10 @@ def run_demo(
     run, _ = run_canary_job(canary, state, gateway, settings.home, settings.prices, log=log)
     print_table(verdict_rows(run), title=f"drift against {run.reference} (canary {run.run_id}; * critical)")
     log(f"every metric with its band and p-value: .venv/bin/inferwatch canary run --reference {run.reference}")
+    evals = evals or EvalJob(suite="arith-v1", reference=canary.reference)
+    log(f"eval: suite {evals.suite} on every pool through the gateway, each item compared with {evals.reference}")
+    checked = run_eval_job(evals, gateway.url, state.ray_address, log=log)
+    print_eval(checked.run_id, checked.suite, checked.reference, checked.summaries)
     print_table(lifecycle.as_rows(state), title="where")
     log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from evals.compare import PoolSummary
 
 
 def print_table(rows: Sequence[Mapping[str, object]], title: str = "", console: Console | None = None) -> None:
@@ -31,3 +35,11 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def print_eval(run_id: str, suite: str, reference: str, summaries: Sequence[PoolSummary]) -> None:
+    """An eval run's table, then why each pool got its verdict (too long for a cell)."""
+    from evals.results import reason_lines, table_rows
+
+    print_table(table_rows(summaries), title=f"eval {run_id}: {suite}, each pool against {reference}")
+    print("\n".join(reason_lines(summaries)))

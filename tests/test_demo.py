@@ -13,6 +13,7 @@ from collector import daemon
 from collector.store_client import RemoteStore
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineState
+from evals.job import EvalJob
 from inferwatch.cli import collector_config
 from inferwatch.demo import SHARED_PREFIX, Burst, ask_every_pool, run_demo
 from inferwatch.settings import Settings
@@ -43,7 +44,8 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
     try:
         light = CanaryJob(reference="ref", probes=("text-v1",), samples=2, concurrencies=(1,))
         burst = Burst(requests=16, rate=50)
-        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light)
+        evals = EvalJob(suite="arith-v1", reference="ref", limit=40, progress=False)
+        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light, evals=evals)
         out = capsys.readouterr().out
         assert code == 0
         assert "reusing the pools already up" in out
@@ -55,6 +57,10 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         verdicts = out[out.index("drift against ref") :]
         assert re.search(r"│ boost\s+│ DRIFT\s+│", verdicts) and "unexpected_chars*" in verdicts, verdicts
         assert re.search(r"│ bf16\s+│ ok\s+│", verdicts), verdicts
+        # the eval: 40 arithmetic items on every pool, the reference (nearly) always right
+        results = out[out.index("arith-v1, each pool against ref") :]
+        assert re.search(r"│ ref\s+│\s+40 │\s+0 │ (9[5-9]|100)\.\d% ", results), results
+        assert all(re.search(rf"│ {pool}\s+│\s+40 │", results) for pool in ("bf16", "boost", "noisy")), results
         with RemoteStore(daemon.CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
             (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
             assert n == 16
