@@ -114,3 +114,17 @@ def test_a_bad_file_stores_nothing(tmp_path: Path) -> None:
         with pytest.raises(SamplesError, match=r"samples_b\.jsonl:1: not JSON"):
             import_lm_eval(store, {"ref": good, "tpu": broken}, run_id="lm2")
         assert store.query("SELECT count(*) AS n FROM eval_items").to_pylist() == [{"n": 0}]
+
+
+REAL = Path(__file__).parent / "data" / "lm-eval-0.4.13"
+
+
+def test_real_lm_eval_output_imports_and_compares(tmp_path: Path) -> None:
+    # lm_eval 0.4.13 --log_samples against the real ref and boost pools (see the README beside the files)
+    with Store(tmp_path / "store.duckdb") as store:
+        _, by_suite = import_lm_eval(store, {"ref": REAL / "ref", "boost": REAL / "boost"}, reference="ref")
+    ref, boost = by_suite["lm-eval/arith_add"]
+    assert (ref.items, ref.correct) == (40, 40)  # lm-eval's exact_match: 1.0
+    assert (boost.items, boost.correct) == (40, 32)  # lm-eval's exact_match: 0.8
+    assert boost.paired is not None and (boost.paired.b, boost.paired.c) == (8, 0)
+    assert boost.p_value == pytest.approx(2 * 0.5**8) and boost.verdict is Verdict.regressed
