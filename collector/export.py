@@ -117,6 +117,16 @@ class GatewayMetrics:
             "1 when the latest run of the suite found the pool significantly worse than the reference, else 0.",
             (*POOL_LABELS, "suite"), registry=r,
         )  # fmt: skip
+        # the judge's latest verdict per candidate pool and baseline (docs/GATE.md)
+        self._gate_score = Gauge(
+            "inferwatch_gate_score", "Score (0-100) of the latest gate of this pool as candidate against the baseline.",
+            (*POOL_LABELS, "baseline"), registry=r,
+        )  # fmt: skip
+        self._gate_exit = Gauge(
+            "inferwatch_gate_exit_code",
+            "Exit code of the latest gate of this pool against the baseline: 0 pass, 1 fail, 2 marginal or no data.",
+            (*POOL_LABELS, "baseline"), registry=r,
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._cache_totals: dict[tuple[str, ...], tuple[int, int]] = {}  # labels -> (cached, prompt) tokens
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -183,6 +193,11 @@ class GatewayMetrics:
         if delta is not None:
             self._child(self._eval_delta, *labels.values(), suite).set(delta)
         self._child(self._eval_regressed, *labels.values(), suite).set(1.0 if regressed else 0.0)
+
+    def set_gate(self, labels: PoolLabels, baseline: str, score: float | None, exit_code: int) -> None:
+        if score is not None:
+            self._child(self._gate_score, *labels.values(), baseline).set(score)
+        self._child(self._gate_exit, *labels.values(), baseline).set(float(exit_code))
 
     def inc_in_flight(self, labels: PoolLabels) -> None:
         self._child(self._in_flight, *labels.values()).inc()

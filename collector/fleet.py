@@ -282,6 +282,15 @@ def query_latest_evals(store: Queryable) -> list[dict[str, Any]]:
     return rows
 
 
+def query_latest_gates(store: Queryable) -> list[dict[str, Any]]:
+    """Per candidate and baseline, the latest gate (candidate, baseline, score, exit_code)."""
+    rows: list[dict[str, Any]] = store.query(
+        "SELECT candidate, baseline, arg_max(score, decided_at) AS score, arg_max(exit_code, decided_at) AS exit_code "
+        "FROM gates GROUP BY candidate, baseline ORDER BY candidate, baseline"
+    ).to_pylist()
+    return rows
+
+
 def _ms(values: Sequence[float] | None, i: int) -> float | None:
     return values[i] * 1e3 if values else None
 

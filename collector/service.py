@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from collector.export import GatewayMetrics
-from collector.fleet import pools_rows, query_latest_drift, query_latest_evals
+from collector.fleet import pools_rows, query_latest_drift, query_latest_evals, query_latest_gates
 from collector.gateway import Gateway, GatewayConfig
 from collector.routes import Router, Split, routes_from
 from collector.scraper import Scraper, targets_from_engine
@@ -110,6 +110,10 @@ def build_app(config: CollectorConfig) -> Starlette:
             if row["pool"] in router.routes:
                 labels = gateway.labels(router.routes[row["pool"]])
                 metrics.set_eval(labels, row["suite"], row["accuracy"], row["delta"], row["verdict"] == "regressed")
+        for row in await anyio.to_thread.run_sync(query_latest_gates, store):
+            if row["candidate"] in router.routes:
+                labels = gateway.labels(router.routes[row["candidate"]])
+                metrics.set_gate(labels, row["baseline"], row["score"], row["exit_code"])
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 

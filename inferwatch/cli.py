@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -319,6 +320,48 @@ def _engine_ray_address(settings: Settings) -> str | None:
         return None  # no engine of ours: RAY_ADDRESS or a local Ray
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from canary.judge import report
+    from canary.judge.config import GateConfigError, load_gate_config
+    from canary.judge.data import Span
+    from canary.judge.gate import gate_row, run_gate
+    from collector.daemon import open_store
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    try:
+        config = load_gate_config(args.config)
+    except GateConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    if not settings.store_path.exists():
+        raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
+    end = datetime.now(UTC)
+    span = Span(end - timedelta(seconds=args.window), end)
+    store = open_store(settings.store_path, settings.collector_state)
+    try:
+        try:
+            result = run_gate(store, args.baseline, args.candidate, span, config)
+        except ValueError as exc:
+            raise SettingsError(f"inferwatch gate: {exc}") from None
+        store.append("gates", [gate_row(result)])
+        store.flush()
+    finally:
+        store.close()
+    if args.format == "table":
+        print_table(report.table_rows(result), title=f"gate {result.gate_id}: {result.candidate} against "
+                    f"{result.baseline} over the last {args.window:g}s (! critical)")  # fmt: skip
+        print("\n".join(report.reason_lines(result)))
+        print(report.headline(result))
+    else:
+        text = {"md": report.markdown, "json": report.as_json, "junit": report.junit}[args.format](result)
+        if args.output:
+            args.output.write_text(text)
+            print(report.headline(result))
+        else:
+            print(text, end="")
+    return result.exit_code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
@@ -430,6 +473,20 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--metric", help="the 0/1 metric to read (default: the line's only metric, acc, exact_match)")
     imports.add_argument("--filter", help="which lm-eval filter's lines to read, when a file has several")
     evals.set_defaults(func=cmd_eval)
+
+    gate = commands.add_parser(
+        "gate",
+        help="judge a candidate pool against its baseline (exit 0 pass, 1 fail, 2 marginal)",
+    )
+    gate.add_argument("--home", type=Path, help="state directory (default ./var)")
+    gate.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+    gate.add_argument("--baseline", required=True, help="the pool (revision) in production")
+    gate.add_argument("--candidate", required=True, help="the pool (revision) to roll out")
+    gate.add_argument("--window", type=parse_duration, default=900.0, help="how far back (default 15m)")
+    gate.add_argument("--config", type=Path, help="judge config laid over data/gate.yaml")
+    gate.add_argument("--format", choices=["table", "md", "json", "junit"], default="table")
+    gate.add_argument("--output", type=Path, help="write the md/json/junit report here (a CI artifact)")
+    gate.set_defaults(func=cmd_gate)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

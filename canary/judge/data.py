@@ -1,0 +1,118 @@
+"""What the judge reads from the store for a baseline and a candidate pool over a window (the only I/O of the
+judge): per-request values (a seeded sample when the window holds more than `max_samples`), request and
+error counts, the latest eval run with both pools, and the latest canary run of the candidate against the
+baseline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+VALUE_COLUMNS = {
+    "ttft": "ttft_s",
+    "tpot": "tpot_s",
+    "e2e": "e2e_s",
+    "cost_per_mtok": "cost_usd * 1e6 / nullif(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0), 0)",
+    "cache_hit_ratio": "cached_tokens::DOUBLE / nullif(prompt_tokens, 0)",
+}
+
+
+class Queryable(Protocol):
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class PoolData:
+    pool: str
+    requests: int = 0
+    errors: int = 0
+    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> successful requests' values
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    run_id: str
+    suite: str
+    baseline: dict[str, bool | None]  # item -> correct
+    candidate: dict[str, bool | None]
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    metric: str
+    value: float | None
+    band_high: float | None
+    p_value: float | None
+    verdict: str
+    evidence: dict[str, Any]
+
+
+def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: int = 7) -> PoolData:
+    counts = store.query(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'ok') AS errors FROM requests "
+        "WHERE pool = ? AND started_at >= ? AND started_at < ?",
+        [pool, span.start, span.end],
+    ).to_pylist()[0]
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in VALUE_COLUMNS.items())
+    table = store.query(
+        f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = 'ok' AND started_at >= ? "
+        f"AND started_at < ?) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
+        [pool, span.start, span.end],
+    )
+    values = {name: [v for v in table.column(name).to_pylist() if v is not None] for name in VALUE_COLUMNS}
+    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)
+
+
+def latest_eval_pair(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> EvalPair | None:
+    """The items of the latest eval run (and suite) in the window that both pools took part in."""
+    suite_filter = "AND suite = ?" if suite else ""
+    params: list[Any] = [baseline, candidate, span.start, span.end, *([suite] if suite else [])]
+    latest = store.query(
+        f"SELECT run_id, suite FROM eval_items WHERE pool IN (?, ?) AND recorded_at >= ? AND recorded_at < ? "
+        f"{suite_filter} GROUP BY run_id, suite HAVING count(DISTINCT pool) = 2 ORDER BY max(recorded_at) DESC LIMIT 1",
+        params,
+    ).to_pylist()
+    if not latest:
+        return None
+    run_id, suite_name = latest[0]["run_id"], latest[0]["suite"]
+    rows = store.query(
+        "SELECT pool, item_id, arg_max(correct, recorded_at) AS correct FROM eval_items "
+        "WHERE run_id = ? AND suite = ? AND pool IN (?, ?) GROUP BY pool, item_id",
+        [run_id, suite_name, baseline, candidate],
+    ).to_pylist()
+    items: dict[str, dict[str, bool | None]] = {baseline: {}, candidate: {}}
+    for row in rows:
+        items[row["pool"]][row["item_id"]] = row["correct"]
+    return EvalPair(run_id, suite_name, items[baseline], items[candidate])
+
+
+def latest_drift(store: Queryable, baseline: str, candidate: str, span: Span) -> tuple[str, list[DriftRow]] | None:
+    """The drift rows of the latest canary run in the window that compared the candidate with the baseline."""
+    latest = store.query(
+        "SELECT run_id FROM probes WHERE reference_pool = ? AND pool = ? AND recorded_at >= ? AND recorded_at < ? "
+        "GROUP BY run_id ORDER BY max(recorded_at) DESC LIMIT 1",
+        [baseline, candidate, span.start, span.end],
+    ).to_pylist()
+    if not latest:
+        return None
+    run_id = latest[0]["run_id"]
+    rows = store.query(
+        "SELECT metric, value, band_high, p_value, verdict, evidence_json FROM drift WHERE run_id = ? AND pool = ? "
+        "ORDER BY metric",
+        [run_id, candidate],
+    ).to_pylist()
+    return run_id, [
+        DriftRow(r["metric"], r["value"], r["band_high"], r["p_value"], r["verdict"],
+                 json.loads(r["evidence_json"]) if r["evidence_json"] else {})
+        for r in rows
+    ]  # fmt: skip
