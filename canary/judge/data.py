@@ -73,27 +73,28 @@ def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: i
     return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)
 
 
-def latest_eval_pair(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> EvalPair | None:
-    """The items of the latest eval run (and suite) in the window that both pools took part in."""
+def latest_eval_pairs(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> list[EvalPair]:
+    """Per suite (or only `suite`), the items of the latest eval run in the window that both pools took part in."""
     suite_filter = "AND suite = ?" if suite else ""
     params: list[Any] = [baseline, candidate, span.start, span.end, *([suite] if suite else [])]
     latest = store.query(
-        f"SELECT run_id, suite FROM eval_items WHERE pool IN (?, ?) AND recorded_at >= ? AND recorded_at < ? "
-        f"{suite_filter} GROUP BY run_id, suite HAVING count(DISTINCT pool) = 2 ORDER BY max(recorded_at) DESC LIMIT 1",
+        "SELECT suite, arg_max(run_id, t) AS run_id FROM (SELECT run_id, suite, max(recorded_at) AS t FROM eval_items "
+        f"WHERE pool IN (?, ?) AND recorded_at >= ? AND recorded_at < ? {suite_filter} GROUP BY run_id, suite "
+        "HAVING count(DISTINCT pool) = 2) GROUP BY suite ORDER BY suite",
         params,
     ).to_pylist()
-    if not latest:
-        return None
-    run_id, suite_name = latest[0]["run_id"], latest[0]["suite"]
-    rows = store.query(
-        "SELECT pool, item_id, arg_max(correct, recorded_at) AS correct FROM eval_items "
-        "WHERE run_id = ? AND suite = ? AND pool IN (?, ?) GROUP BY pool, item_id",
-        [run_id, suite_name, baseline, candidate],
-    ).to_pylist()
-    items: dict[str, dict[str, bool | None]] = {baseline: {}, candidate: {}}
-    for row in rows:
-        items[row["pool"]][row["item_id"]] = row["correct"]
-    return EvalPair(run_id, suite_name, items[baseline], items[candidate])
+    pairs = []
+    for row in latest:
+        rows = store.query(
+            "SELECT pool, item_id, arg_max(correct, recorded_at) AS correct FROM eval_items "
+            "WHERE run_id = ? AND suite = ? AND pool IN (?, ?) GROUP BY pool, item_id",
+            [row["run_id"], row["suite"], baseline, candidate],
+        ).to_pylist()
+        items: dict[str, dict[str, bool | None]] = {baseline: {}, candidate: {}}
+        for item in rows:
+            items[item["pool"]][item["item_id"]] = item["correct"]
+        pairs.append(EvalPair(row["run_id"], row["suite"], items[baseline], items[candidate]))
+    return pairs
 
 
 def latest_drift(store: Queryable, baseline: str, candidate: str, span: Span) -> tuple[str, list[DriftRow]] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from canary.judge.classify import Classification, MetricResult, Thresholds, classify_rate, classify_values
 from canary.judge.config import DriftMetric, EvalMetric, GateConfig, ValueMetric
-from canary.judge.data import DriftRow, EvalPair, PoolData, Queryable, Span, latest_drift, latest_eval_pair, pool_data
+from canary.judge.data import DriftRow, EvalPair, PoolData, Queryable, Span, latest_drift, latest_eval_pairs, pool_data
 from evals.compare import CompareConfig, Verdict, compare_pool
 
 
@@ -55,10 +55,15 @@ def _thresholds(metric: ValueMetric, config: GateConfig) -> Thresholds:
     return Thresholds(metric.direction, metric.allowed, metric.critical, config.alpha, config.min_samples)
 
 
-def judge_eval(config: EvalMetric, pair: EvalPair | None, alpha: float) -> MetricResult:
-    if pair is None:
-        return MetricResult("eval_accuracy", config.group, Classification.nodata, False,
-                            "no eval run in the window with both pools")  # fmt: skip
+def judge_evals(config: EvalMetric, pairs: Sequence[EvalPair], alpha: float) -> list[MetricResult]:
+    """One result per suite: `eval:<suite>`."""
+    if not pairs:
+        return [MetricResult("eval_accuracy", config.group, Classification.nodata, False,
+                             "no eval run in the window with both pools")]  # fmt: skip
+    return [judge_eval(config, pair, alpha) for pair in pairs]
+
+
+def judge_eval(config: EvalMetric, pair: EvalPair, alpha: float) -> MetricResult:
     summary = compare_pool("candidate", pair.candidate, pair.baseline, CompareConfig(alpha=alpha, margin=config.margin))
     evidence: dict[str, object] = {"run_id": pair.run_id, "suite": pair.suite, "items": summary.items,
                                    "errors": summary.errors}  # fmt: skip
@@ -72,9 +77,10 @@ def judge_eval(config: EvalMetric, pair: EvalPair | None, alpha: float) -> Metri
         Verdict.improved: Classification.passed,
     }.get(summary.verdict, Classification.nodata)  # fmt: skip
     critical = config.critical and classification is Classification.low
-    reason = f"{summary.verdict.value} on {pair.suite} (run {pair.run_id}): {summary.reason}"
-    return MetricResult("eval_accuracy", config.group, classification, critical, reason, base_acc, summary.accuracy,
-                        summary.delta, summary.delta_low, summary.delta_high, summary.p_value, evidence)  # fmt: skip
+    reason = f"{summary.verdict.value} (run {pair.run_id}): {summary.reason}"
+    return MetricResult(f"eval:{pair.suite}", config.group, classification, critical, reason, base_acc,
+                        summary.accuracy, summary.delta, summary.delta_low, summary.delta_high, summary.p_value,
+                        evidence)  # fmt: skip
 
 
 def judge_drift(config: DriftMetric, drift: tuple[str, list[DriftRow]] | None) -> list[MetricResult]:
@@ -97,7 +103,7 @@ def judge_drift(config: DriftMetric, drift: tuple[str, list[DriftRow]] | None) -
     return results
 
 
-def judge_metrics(config: GateConfig, baseline: PoolData, candidate: PoolData, pair: EvalPair | None,
+def judge_metrics(config: GateConfig, baseline: PoolData, candidate: PoolData, pairs: Sequence[EvalPair],
                   drift: tuple[str, list[DriftRow]] | None) -> list[MetricResult]:  # fmt: skip
     """Every configured metric, classified (pure)."""
     m = config.metrics
@@ -111,14 +117,15 @@ def judge_metrics(config: GateConfig, baseline: PoolData, candidate: PoolData, p
         rates = (baseline.errors, baseline.requests), (candidate.errors, candidate.requests)
         results.append(classify_rate("error_rate", m.error_rate.group, *rates, _thresholds(m.error_rate, config)))
     if m.eval_accuracy is not None:
-        results.append(judge_eval(m.eval_accuracy, pair, config.alpha))
+        results.extend(judge_evals(m.eval_accuracy, pairs, config.alpha))
     if m.drift is not None:
         results.extend(judge_drift(m.drift, drift))
     return results
 
 
 def _must_have_data(config: GateConfig, result: MetricResult) -> bool:
-    name = "drift" if result.metric.startswith("drift") else result.metric
+    prefix = result.metric.split(":", 1)[0]
+    name = {"drift": "drift", "eval": "eval_accuracy"}.get(prefix, result.metric)
     metric = getattr(config.metrics, name, None)
     return bool(metric is not None and metric.must_have_data)
 
@@ -171,13 +178,13 @@ def run_gate(store: Queryable, baseline: str, candidate: str, span: Span, config
     base = pool_data(store, baseline, span, config.max_samples)
     cand = pool_data(store, candidate, span, config.max_samples)
     suite = config.metrics.eval_accuracy.suite if config.metrics.eval_accuracy else None
-    pair = latest_eval_pair(store, baseline, candidate, span, suite) if config.metrics.eval_accuracy else None
+    pairs = latest_eval_pairs(store, baseline, candidate, span, suite) if config.metrics.eval_accuracy else []
     drift = latest_drift(store, baseline, candidate, span) if config.metrics.drift else None
-    results = judge_metrics(config, base, cand, pair, drift)
+    results = judge_metrics(config, base, cand, pairs, drift)
     decision = decide(config, results)
     sources = {
         "baseline_requests": base.requests, "candidate_requests": cand.requests,
-        "eval_run": pair.run_id if pair else None, "eval_suite": pair.suite if pair else None,
+        "eval_runs": {p.suite: p.run_id for p in pairs},
         "canary_run": drift[0] if drift else None,
     }  # fmt: skip
     return GateResult(uuid.uuid4().hex[:16], baseline, candidate, span, decision.verdict, decision.score,

@@ -20,7 +20,7 @@ def _num(x: float | None, digits: int = 4) -> str:
 def _effect(r: MetricResult) -> str:
     if r.effect is None:
         return "-"
-    unit = " pts" if r.metric in ("error_rate", "eval_accuracy") else "%"
+    unit = " pts" if r.metric == "error_rate" or r.metric.startswith("eval") else "%"
     interval = "" if r.effect_low is None else f" [{100 * r.effect_low:+.1f}, {100 * (r.effect_high or 0):+.1f}]"
     return f"{100 * r.effect:+.1f}{unit}{interval}"
 
@@ -53,7 +53,7 @@ def markdown(result: GateResult) -> str:
         "",
         f"Window {result.span.start:%Y-%m-%d %H:%M:%S} – {result.span.end:%H:%M:%S} UTC; "
         f"{result.sources.get('baseline_requests', 0)} baseline and {result.sources.get('candidate_requests', 0)} "
-        f"candidate requests; eval run {result.sources.get('eval_run') or '-'}, canary run "
+        f"candidate requests; eval runs {result.sources.get('eval_runs') or '-'}, canary run "
         f"{result.sources.get('canary_run') or '-'}.",
         "",
         "| | metric | group | baseline | candidate | change | p | why |",

@@ -71,12 +71,12 @@ def test_a_regressed_candidate_fails_naming_the_critical_metrics(store_path: Pat
     assert result.verdict is GateVerdict.fail and result.exit_code == 1
     assert by_metric["ttft"].critical and by_metric["ttft"].effect == pytest.approx(0.6, abs=0.1)  # +60 % > 50 %
     assert by_metric["error_rate"].critical and by_metric["error_rate"].effect == pytest.approx(0.10)  # 20/200
-    assert by_metric["eval_accuracy"].critical and by_metric["eval_accuracy"].evidence["reference_only"] == 37
+    assert by_metric["eval:arith-v1"].critical and by_metric["eval:arith-v1"].evidence["reference_only"] == 37
     assert by_metric["drift:unexpected_chars"].critical
     assert not by_metric["drift:tf_mean_kl"].critical and by_metric["drift:tf_mean_kl"].classification == "pass"
     assert result.reason.startswith("critical: ttft")
-    assert result.sources == {"baseline_requests": 200, "candidate_requests": 200, "eval_run": "ev1",
-                              "eval_suite": "arith-v1", "canary_run": "cn1"}  # fmt: skip
+    assert result.sources == {"baseline_requests": 200, "candidate_requests": 200, "eval_runs": {"arith-v1": "ev1"},
+                              "canary_run": "cn1"}  # fmt: skip
 
 
 def test_an_identical_candidate_passes(store_path: Path) -> None:

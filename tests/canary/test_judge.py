@@ -93,9 +93,11 @@ def result(metric: str, group: str, cls: Classification, critical: bool = False)
 
 def test_score_and_verdict_by_hand() -> None:
     config = load_gate_config()  # groups latency 30, errors 20, cost 10, quality 25, drift 15
-    ok = [result("ttft", "latency", Classification.passed), result("e2e", "latency", Classification.passed),
-          result("error_rate", "errors", Classification.passed), result("cost_per_mtok", "cost", Classification.passed),
-          result("eval_accuracy", "quality", Classification.passed), result("drift:x", "drift", Classification.passed)]  # fmt: skip
+    ok = [
+        result("ttft", "latency", Classification.passed), result("e2e", "latency", Classification.passed),
+        result("error_rate", "errors", Classification.passed), result("cost_per_mtok", "cost", Classification.passed),
+        result("eval:arith-v1", "quality", Classification.passed), result("drift:x", "drift", Classification.passed),
+    ]  # fmt: skip
     assert decide(config, ok).verdict is GateVerdict.passed and decide(config, ok).score == pytest.approx(100)
     # one of two latency metrics high: latency's share 0.5 -> 100 - 30 * 0.5 = 85: marginal
     half = [result("ttft", "latency", Classification.high), *ok[1:]]
