@@ -24,9 +24,9 @@ def request(i: int, **over: object) -> dict[str, object]:
 
 def test_new_store_has_every_table_at_the_current_version(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as store:
-        assert store.version == SCHEMA_VERSION == 2
+        assert store.version == SCHEMA_VERSION == 3
         assert store.tables() == [
-            "alerts", "drift", "eval_items", "gates", "pool_samples", "pools", "probes", "requests",
+            "alerts", "drift", "eval_items", "eval_runs", "gates", "pool_samples", "pools", "probes", "requests",
         ]  # fmt: skip
     # reopening applies nothing twice
     with Store(tmp_path / "s.duckdb") as store:
