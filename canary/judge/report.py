@@ -88,7 +88,8 @@ def junit(result: GateResult) -> str:
         if r in failed:
             kind = "critical" if r.critical else r.classification.value
             ElementTree.SubElement(case, "failure", {"message": r.reason, "type": kind}).text = json.dumps(
-                {"baseline": r.baseline, "candidate": r.candidate, "effect": r.effect, "p": r.p_value}, default=str)
+                {"baseline": r.baseline, "candidate": r.candidate, "effect": r.effect, "p": r.p_value}, default=str
+            )
         elif r in skipped:
             ElementTree.SubElement(case, "skipped", {"message": r.reason})
     verdict = ElementTree.SubElement(suite, "testcase", {"classname": "gate", "name": "verdict"})
