@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from collector.alerts.rules import load_alert_config
 from collector.service import CollectorConfig, load_fleet
 from collector.store import Store
 from collector.store_client import RemoteStore
@@ -87,6 +88,8 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
         log(f"the collector is already up at {current.url}")
         return current
     router, _ = load_fleet(config)  # a bad split or spec fails here, before anything starts
+    if config.alert_rules is not None:
+        load_alert_config(Path(config.alert_rules))  # and so do bad alert rules (AlertConfigError)
     if not port_is_free(config.host, config.port):
         raise CollectorError(
             f"port {config.port} on {config.host} is already in use; stop what holds it or choose "

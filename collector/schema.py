@@ -71,6 +71,18 @@ MIGRATIONS: tuple[str, ...] = (
         retries INTEGER, recorded_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 4: alerts (collector/alerts/, docs/ALERTS.md). `alerts` rows are either an alert's state change (receiver
+    # NULL) or one delivery attempt of an outbox notification (notification_id, receiver, attempt, and when a
+    # retry is due); the outbox holds every notification to deliver, body as sent, so a restart resumes it
+    """
+    ALTER TABLE alerts ADD COLUMN notification_id VARCHAR;
+    ALTER TABLE alerts ADD COLUMN next_attempt_at TIMESTAMPTZ;
+    CREATE TABLE alert_outbox (
+        notification_id VARCHAR NOT NULL, receiver VARCHAR NOT NULL, group_key VARCHAR NOT NULL,
+        status VARCHAR NOT NULL, rules VARCHAR NOT NULL, alerts INTEGER NOT NULL, body VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
+from collector.alerts.job import AlertJob
+from collector.alerts.rules import load_alert_config
 from collector.export import GatewayMetrics
 from collector.fleet import pools_rows, query_latest_drift, query_latest_evals, query_latest_gates
 from collector.gateway import Gateway, GatewayConfig
@@ -50,6 +52,8 @@ class CollectorConfig:
     max_body_bytes: int = 1 << 20
     graceful_s: float = 30.0
     flush_interval_s: float = 1.0
+    alert_rules: str | None = None  # an alert rules file (data/alerts.yaml): evaluate it here and deliver
+    alert_interval_s: float = 15.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,6 +73,15 @@ def load_fleet(config: CollectorConfig) -> tuple[Router, list[PoolSpec]]:
     return router, [pools.get(name) for name in router.routes]
 
 
+def alert_job(config: CollectorConfig, store: Store) -> AlertJob | None:
+    """The alert evaluator and deliverer, when the config names a rules file (AlertConfigError if it is bad)."""
+    if config.alert_rules is None:
+        return None
+    rules = load_alert_config(Path(config.alert_rules))
+    url = f"http://{config.host}:{config.port}"
+    return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=url)
+
+
 def build_app(config: CollectorConfig) -> Starlette:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
     router, specs = load_fleet(config)
@@ -79,6 +92,7 @@ def build_app(config: CollectorConfig) -> Starlette:
     gateway = Gateway(router, store, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes))
     store_service = StoreService(store)
     scraper = Scraper(targets, store, interval_s=config.scrape_interval_s)
+    alerting = alert_job(config, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,12 +100,15 @@ def build_app(config: CollectorConfig) -> Starlette:
         await gateway.start()
         stop = asyncio.Event()
         scraping = asyncio.create_task(scraper.run(stop))
+        alerts = asyncio.create_task(alerting.run(stop)) if alerting else None
         log.info("collector ready: %d pools, store %s", len(router.routes), config.store_path)
         try:
             yield
         finally:
             stop.set()
             await scraping
+            if alerts:
+                await alerts  # its last attempts are recorded before the store closes
             await scraper.aclose()
             await gateway.close()
             store.close()
@@ -121,7 +138,7 @@ def build_app(config: CollectorConfig) -> Starlette:
         return JSONResponse({
             "ok": True, "store": store.path, "schema_version": store.version,
             "pending_rows": store.pending_rows(), "pools": sorted(router.routes),
-            "splits": list(config.splits),
+            "splits": list(config.splits), "alerts": config.alert_rules,
         })  # fmt: skip
 
     routes = [
