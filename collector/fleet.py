@@ -17,25 +17,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import Any
 
 from collector.cost import pool_cost_usd, summarize_cost
 from collector.scraper import PrefixCacheCounters, prefix_cache_hit_ratio
+from collector.store_api import Queryable
 from engine.specs import PoolSpec
 
 PERCENTILES = (0.5, 0.9, 0.99)
-
-
-class Queryable(Protocol):
-    """A Store or a RemoteStore."""
-
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
-
-
-class RowSink(Protocol):
-    def append(self, table: str, rows: list[dict[str, Any]]) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -35,15 +34,12 @@ from collector.export import GatewayMetrics, PoolLabels
 from collector.records import ErrorType, Operation, RequestRecord, Source, Status
 from collector.relay import MalformedStream, StreamObservation, StreamRelay
 from collector.routes import Route, RouteError, Router
+from collector.store_api import RowSink
 from collector.timing import stream_timing
 from collector.tracing import RequestSpan, RequestTracing
 
 log = logging.getLogger(__name__)
 SSE = "text/event-stream"
-
-
-class RowSink(Protocol):
-    def append(self, table: str, rows: list[dict[str, Any]]) -> int: ...
 
 
 @dataclass(frozen=True)

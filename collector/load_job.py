@@ -16,8 +16,9 @@ from typing import Literal
 
 import httpx
 
-from collector.fleet import PoolReport, Queryable, Window, fleet_report, last_scrape
+from collector.fleet import PoolReport, Window, fleet_report, last_scrape
 from collector.loadgen import LoadConfig, LoadResult, run_load
+from collector.store_api import Queryable
 from collector.workloads import WorkItem, arith_workload, prefix_workload, random_workload
 
 Dataset = Literal["random", "prefix", "arith", "mixed"]

@@ -35,11 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.store_api import RowSink
 from engine.lifecycle import EngineState
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,6 @@ def prefix_cache_hit_ratio(before: PrefixCacheCounters, after: PrefixCacheCounte
     return hits / queries if queries > 0 else None
 
 
-class SampleSink(Protocol):
-    def append(self, table: str, rows: list[dict[str, Any]]) -> int: ...
-
-
 @dataclass(frozen=True)
 class Target:
     url: str  # a Prometheus text exposition
@@ -246,7 +242,7 @@ class Scraper:
     def __init__(
         self,
         targets: Sequence[Target],
-        sink: SampleSink,
+        sink: RowSink,
         *,
         interval_s: float = 5.0,
         timeout_s: float = 4.0,

@@ -5,16 +5,16 @@ rows into its store as each chunk finishes, then the per-pool summary against th
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import pyarrow as pa
 from tqdm import tqdm
 
 from collector.load_job import gateway_pools
+from collector.store_api import StoreLike
 from collector.store_client import RemoteStore
 from engine.ray_tasks import RayTasks, ThreadTasks, ray_session
 from evals.compare import CompareConfig, PoolSummary, compare_run
@@ -129,16 +129,8 @@ def failure_rows(run: EvalRun) -> list[dict[str, Any]]:
     return [{"pool": p, "items": n, "error": e} for (p, e), n in sorted(counts.items())]
 
 
-class Store(Protocol):
-    def append(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int: ...
-
-    def flush(self) -> int: ...
-
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
-
-
 def import_lm_eval(
-    store: Store,
+    store: StoreLike,
     sources: Mapping[str, Path],
     *,
     run_id: str | None = None,

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-import pyarrow as pa
-
+from collector.store_api import Queryable
 from evals.compare import CompareConfig, Outcomes, PoolSummary, compare_run
 from evals.runner import ItemResult
-
-
-class Queryable(Protocol):
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
 
 
 def item_rows(run_id: str, pool: str, suite: str, results: Sequence[ItemResult], now: datetime) -> list[dict[str, Any]]:

@@ -81,28 +81,36 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return 0
 
 
-def collector_config(settings: Settings, splits: Sequence[str] = ()) -> CollectorConfig:
+def collector_config(
+    settings: Settings, splits: Sequence[str] = (), alert_rules: Path | None = None, alert_interval_s: float = 15.0
+) -> CollectorConfig:
     return CollectorConfig(
         store_path=str(settings.store_path), engine_state=str(settings.engine_state), prices=str(settings.prices),
         host=settings.host, port=settings.collector_port, splits=tuple(splits),
-        scrape_interval_s=settings.scrape_interval_s,
+        scrape_interval_s=settings.scrape_interval_s, alert_rules=str(alert_rules) if alert_rules else None,
+        alert_interval_s=alert_interval_s,
     )  # fmt: skip
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
     from collector import daemon
+    from collector.alerts.rules import AlertConfigError
     from collector.routes import SplitError
     from inferwatch.report import print_table
 
     settings = _settings(args)
     if args.action == "up":
-        config = collector_config(settings, args.split or ())
+        config = collector_config(settings, args.split or (), args.alert_rules, args.alert_interval)
         try:
             state = daemon.up(config, settings.collector_state, log=_log)
         except SplitError as exc:
             raise SettingsError(f"--split: {exc}") from None
+        except AlertConfigError as exc:
+            raise SettingsError(f"--alert-rules: {exc}") from None
         print(f"collector (gateway, store, scraper) at {state.url}")
         print(f"  OpenAI API: {state.url}/v1 (model <model>@<pool>)    metrics: {state.url}/metrics")
+        if config.alert_rules:
+            print(f"  alerts: {config.alert_rules}, evaluated every {config.alert_interval_s:g}s")
         print(f"  store: {state.store}    log: {state.log}    stop with: inferwatch collector down")
         return 0
     if args.action == "status":
@@ -324,7 +332,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from canary.judge import report
     from canary.judge.config import GateConfigError, load_gate_config
     from canary.judge.data import Span
-    from canary.judge.gate import gate_row, run_gate
+    from canary.judge.gate import judge_and_record
     from collector.daemon import open_store
     from inferwatch.report import print_table
 
@@ -340,11 +348,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
     store = open_store(settings.store_path, settings.collector_state)
     try:
         try:
-            result = run_gate(store, args.baseline, args.candidate, span, config)
+            result = judge_and_record(store, args.baseline, args.candidate, span, config)
         except ValueError as exc:
             raise SettingsError(f"inferwatch gate: {exc}") from None
-        store.append("gates", [gate_row(result)])
-        store.flush()
     finally:
         store.close()
     if args.format == "table":
@@ -360,6 +366,45 @@ def cmd_gate(args: argparse.Namespace) -> int:
         else:
             print(text, end="")
     return result.exit_code
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from collector import daemon
+    from collector.alerts.job import active_rows, change_rows, check_once, delivery_rows
+    from collector.alerts.rules import DEFAULT_RULES, AlertConfigError, load_alert_config
+    from inferwatch.report import print_table
+
+    settings = _settings(args)
+    try:
+        config = load_alert_config(args.rules or DEFAULT_RULES)
+    except AlertConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    if not settings.store_path.exists():
+        raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
+    state = daemon.CollectorState.load(settings.collector_state)
+    health = daemon.health(state.url) if state else None
+    if state and health and health.get("alerts") and Path(state.store).resolve() == settings.store_path.resolve():
+        raise daemon.CollectorError(
+            f"the collector at {state.url} evaluates the alert rules {health['alerts']} on this store already; "
+            "a second evaluator would notify twice. Read its `alerts` table, or restart it without --alert-rules"
+        )
+    store = daemon.open_store(settings.store_path, settings.collector_state)
+    try:
+        result = check_once(store, config, deliver_within_s=args.deliver_within,
+                            external_url=state.url if state and health else "")  # fmt: skip
+    finally:
+        store.close()
+    print_table(change_rows(result.evaluation.changes), title="what changed in this evaluation")
+    print_table(active_rows(result.active), title="pending and firing alerts")
+    if result.attempts:
+        print_table(delivery_rows(result.attempts), title="deliveries")
+    if not config.receivers:
+        print(f"no receivers in {args.rules or DEFAULT_RULES}: nothing is delivered (see docs/ALERTS.md)")
+    if result.undelivered:
+        print(f"{result.undelivered} notification(s) not delivered yet; they stay in the store's outbox and the "
+              "next `inferwatch alerts check` (or a collector with --alert-rules) retries them")  # fmt: skip
+        return EXIT_FAILURE
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -398,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", action="append", metavar="BASELINE=CANDIDATE:WEIGHT",
         help="send a share of one pool's traffic to another, e.g. ref=bf16:0.1 (repeatable)",
     )  # fmt: skip
+    collector.add_argument("--alert-rules", type=Path, help="evaluate these alert rules (data/alerts.yaml) here")
+    collector.add_argument("--alert-interval", type=parse_duration, default=15.0, help="how often (default 15s)")
     collector.set_defaults(func=cmd_collector)
 
     load = commands.add_parser("load", help="send load through the collector's gateway; per-pool table at the end")
@@ -487,6 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--format", choices=["table", "md", "json", "junit"], default="table")
     gate.add_argument("--output", type=Path, help="write the md/json/junit report here (a CI artifact)")
     gate.set_defaults(func=cmd_gate)
+
+    alerts = commands.add_parser("alerts", help="evaluate the alert rules over the store once and deliver")
+    alerts.add_argument("action", choices=["check"])
+    alerts.add_argument("--home", type=Path, help="state directory (default ./var)")
+    alerts.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+    alerts.add_argument("--rules", type=Path, help="alert rules file (default data/alerts.yaml)")
+    alerts.add_argument(
+        "--deliver-within", type=parse_duration, default=30.0, help="keep retrying deliveries this long (default 30s)"
+    )
+    alerts.set_defaults(func=cmd_alerts)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)

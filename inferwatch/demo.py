@@ -1,24 +1,36 @@
 """`make demo`: bring the default pools and the collector up (or reuse them), show what each pool answers,
 send a load burst through the gateway and print what each pool costs and how fast it serves, run the
 canary and print which pools drift from the reference, then run the arithmetic eval suite on every pool and
-print which pools answer worse than the reference."""
+print which pools answer worse than the reference, gate every other pool against the reference over what the
+demo measured, and deliver the alerts that fire to a local webhook receiver, printing what it got."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from canary.job import CanaryJob, run_canary_job, verdict_rows
+from canary.judge import report as gate_report
+from canary.judge.config import load_gate_config
+from canary.judge.data import Span
+from canary.judge.gate import GateResult, judge_and_record
 from collector import daemon
+from collector.alerts.job import CheckResult, active_rows, check_once, delivery_rows
+from collector.alerts.receiver import WebhookReceiver, received_rows
+from collector.alerts.rules import Receiver, load_alert_config
+from collector.alerts.signing import new_secret
 from collector.daemon import CollectorState
 from collector.fleet import PoolReport, table_rows
 from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
 from collector.loadgen import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
+from collector.store_api import StoreLike
 from collector.store_client import RemoteStore
 from engine import lifecycle
 from engine.arith import sample_problems
@@ -105,6 +117,22 @@ class Burst:
     seed: int = 2026
 
 
+def gate_every_pool(store: StoreLike, reference: str, pools: list[str], span: Span) -> list[GateResult]:
+    """Each pool judged against the reference over `span` (the demo's own load, canary and eval), recorded."""
+    config = load_gate_config(None)
+    return [judge_and_record(store, reference, pool, span, config) for pool in pools if pool != reference]
+
+
+def deliver_alerts(store: StoreLike, external_url: str) -> tuple[CheckResult, list[dict[str, object]]]:
+    """The default alert rules, evaluated once, delivered (signed) to a webhook receiver on loopback. Every
+    firing alert is notified again (repeat interval 0), so a second demo shows them too."""
+    with WebhookReceiver() as hook:
+        receiver = Receiver(name="demo", url=hook.url, secret=SecretStr(new_secret()))
+        config = load_alert_config().with_receivers((receiver,))
+        result = check_once(store, config, repeat_interval_s=0, deliver_within_s=20, external_url=external_url)
+    return result, received_rows(hook.received, receiver.key())
+
+
 def run_demo(
     settings: Settings,
     cfg: EngineConfig,
@@ -115,6 +143,7 @@ def run_demo(
     evals: EvalJob | None = None,
 ) -> int:
     state, reused = ensure_engine(settings, cfg, log)
+    started = _now()
     rows = ask_every_pool(state)
     print_table(rows, title="what each pool answered (greedy, held-out problems; long prompts share a prefix)")
     if not reused and daemon.down(settings.collector_state, log=log):
@@ -139,6 +168,15 @@ def run_demo(
     log(f"eval: suite {evals.suite} on every pool through the gateway, each item compared with {evals.reference}")
     checked = run_eval_job(evals, gateway.url, state.ray_address, log=log)
     print_eval(checked.run_id, checked.suite, checked.reference, checked.summaries)
+    with RemoteStore(gateway.url) as store:
+        gates = gate_every_pool(store, canary.reference, [p.name for p in state.pools], Span(started, _now()))
+        print_table(gate_report.summary_rows(gates), title=f"gate: every pool against {canary.reference} over this "
+                    "demo's load, canary and eval (exit 0 pass, 1 fail, 2 marginal)")  # fmt: skip
+        log(f"each metric of a gate: .venv/bin/inferwatch gate --baseline {canary.reference} --candidate boost")
+        alerts, received = deliver_alerts(store, gateway.url)
+    print_table(active_rows(alerts.active), title="alerts pending and firing (data/alerts.yaml)")
+    print_table(delivery_rows(alerts.attempts), title="alert notifications sent")
+    print_table(received, title="what the webhook receiver got (Alertmanager v4 JSON, Standard Webhooks signature)")
     print_table(lifecycle.as_rows(state), title="where")
     log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:
@@ -147,6 +185,10 @@ def run_demo(
     log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
         ".venv/bin/inferwatch engine down")  # fmt: skip
     return 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 FLEET_COLUMNS = (

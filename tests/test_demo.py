@@ -61,8 +61,20 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         results = out[out.index("arith-v1, each pool against ref") :]
         assert re.search(r"│ ref\s+│\s+40 │\s+0 │ (9[5-9]|100)\.\d% ", results), results
         assert all(re.search(rf"│ {pool}\s+│\s+40 │", results) for pool in ("bf16", "boost", "noisy")), results
+        # the gate: boost's '#' is a critical drift, so it fails (exit 1); every other pool is judged too
+        gates = out[out.index("gate: every pool against ref") :]
+        assert re.search(r"│ boost\s+│ ref\s+│ fail\s+│[^│]*│\s+1 │[^│]*unexpected_chars", gates), gates
+        assert all(re.search(rf"│ {pool}\s+│ ref\s+│", gates) for pool in ("bf16", "noisy")), gates
+        # the alerts: boost's drift fires and reaches the receiver, signed
+        active = out[out.index("alerts pending and firing") :]
+        assert re.search(r"│ InferwatchDrift\s+│ pool=boost\s+│ critical\s+│ firing", active), active
+        received = out[out.index("what the webhook receiver got") :]
+        assert re.search(r"│ msg_\w+\s+│\s+200 │ firing\s+│\s+\d+ │[^│]*│ ok\s+│", received), received
         with RemoteStore(daemon.CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
             (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
             assert n == 16
+            gate_rows = store.query("SELECT candidate, exit_code FROM gates ORDER BY candidate").to_pylist()
+            assert [r["candidate"] for r in gate_rows] == ["bf16", "boost", "noisy"]
+            assert gate_rows[1]["exit_code"] == 1
     finally:
         daemon.down(settings.collector_state)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-import pyarrow as pa
+from collector.store_api import Queryable
 
 VALUE_COLUMNS = {
     "ttft": "ttft_s",
@@ -19,10 +19,6 @@ VALUE_COLUMNS = {
     "cost_per_mtok": "cost_usd * 1e6 / nullif(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0), 0)",
     "cache_hit_ratio": "cached_tokens::DOUBLE / nullif(prompt_tokens, 0)",
 }
-
-
-class Queryable(Protocol):
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
 
 
 @dataclass(frozen=True)

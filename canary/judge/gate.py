@@ -19,7 +19,8 @@ from typing import Any
 
 from canary.judge.classify import Classification, MetricResult, Thresholds, classify_rate, classify_values
 from canary.judge.config import DriftMetric, EvalMetric, GateConfig, ValueMetric
-from canary.judge.data import DriftRow, EvalPair, PoolData, Queryable, Span, latest_drift, latest_eval_pairs, pool_data
+from canary.judge.data import DriftRow, EvalPair, PoolData, Span, latest_drift, latest_eval_pairs, pool_data
+from collector.store_api import Queryable, StoreLike
 from evals.compare import CompareConfig, Verdict, compare_pool
 
 
@@ -189,6 +190,14 @@ def run_gate(store: Queryable, baseline: str, candidate: str, span: Span, config
     }  # fmt: skip
     return GateResult(uuid.uuid4().hex[:16], baseline, candidate, span, decision.verdict, decision.score,
                       decision.reason, results, decision.groups, sources)  # fmt: skip
+
+
+def judge_and_record(store: StoreLike, baseline: str, candidate: str, span: Span, config: GateConfig) -> GateResult:
+    """`run_gate`, with the verdict appended to the gates table and flushed (for /metrics and the alerts)."""
+    result = run_gate(store, baseline, candidate, span, config)
+    store.append("gates", [gate_row(result)])
+    store.flush()
+    return result
 
 
 def gate_row(result: GateResult, now: datetime | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ metric: failure for high/low, skipped for nodata)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from xml.etree import ElementTree
 
@@ -42,6 +43,16 @@ def headline(result: GateResult) -> str:
     score = "-" if result.score is None else f"{result.score:.0f}"
     return (f"gate {result.gate_id}: {result.candidate} against {result.baseline}: {result.verdict.value.upper()} "
             f"(score {score}, exit {result.exit_code}) — {result.reason}")  # fmt: skip
+
+
+def summary_rows(results: Sequence[GateResult]) -> list[dict[str, object]]:
+    """One row per gate: for a table of several candidates."""
+    return [
+        {"candidate": r.candidate, "baseline": r.baseline, "verdict": r.verdict.value,
+         "score": None if r.score is None else round(r.score), "exit": r.exit_code,
+         "critical": ", ".join(m.metric for m in r.results if m.critical) or "-", "gate": r.gate_id}
+        for r in results
+    ]  # fmt: skip
 
 
 def markdown(result: GateResult) -> str:

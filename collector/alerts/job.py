@@ -20,7 +20,6 @@ import httpx
 from collector.alerts.delivery import attempt
 from collector.alerts.evaluate import Alert, Change, describe, evaluate, subject_of
 from collector.alerts.outbox import (
-    AlertStore,
     AttemptRecord,
     Pending,
     attempt_rows,
@@ -33,6 +32,7 @@ from collector.alerts.outbox import (
 from collector.alerts.payload import Notification, notifications
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
+from collector.store_api import StoreLike
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -49,7 +49,7 @@ class Evaluation:
     notifications: list[Notification]
 
 
-def evaluate_once(store: AlertStore, config: AlertConfig, now: datetime, external_url: str = "") -> Evaluation:
+def evaluate_once(store: StoreLike, config: AlertConfig, now: datetime, external_url: str = "") -> Evaluation:
     """Read the store, step every rule, write the changes and the outbox rows (flushed before returning)."""
     changes = evaluate(config, read_samples(store, config.rules, now), load_active(store), now)
     made = notifications(config, changes, now, external_url)
@@ -72,7 +72,7 @@ class Round:
 class Deliverer:
     """Attempts what the outbox holds when it falls due, and records every attempt."""
 
-    def __init__(self, store: AlertStore, config: AlertConfig, *, client: httpx.AsyncClient | None = None,
+    def __init__(self, store: StoreLike, config: AlertConfig, *, client: httpx.AsyncClient | None = None,
                  clock: Clock = utcnow, rng: random.Random | None = None) -> None:  # fmt: skip
         self.store = store
         self.config = config
@@ -154,7 +154,7 @@ async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> 
 class AlertJob:
     """The collector's alerting: evaluates every `interval_s` and delivers as notifications fall due."""
 
-    def __init__(self, store: AlertStore, config: AlertConfig, *, interval_s: float = 15.0, external_url: str = "",
+    def __init__(self, store: StoreLike, config: AlertConfig, *, interval_s: float = 15.0, external_url: str = "",
                  client: httpx.AsyncClient | None = None, clock: Clock = utcnow) -> None:  # fmt: skip
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -194,7 +194,7 @@ class CheckResult:
 
 
 def check_once(
-    store: AlertStore, config: AlertConfig, *, now: datetime | None = None, deliver_within_s: float = 30.0,
+    store: StoreLike, config: AlertConfig, *, now: datetime | None = None, deliver_within_s: float = 30.0,
     repeat_interval_s: float | None = None, external_url: str = "", client: httpx.AsyncClient | None = None,
 ) -> CheckResult:  # fmt: skip
     """Evaluate the rules once at `now` (default: the current time) and deliver what is due, retrying for up to

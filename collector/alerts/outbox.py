@@ -14,22 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import Any
 
 from collector.alerts.evaluate import ACTIVE, Alert, AlertStatus, Change
 from collector.alerts.payload import Notification
-
-
-class AlertStore(Protocol):
-    """A Store or a RemoteStore."""
-
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
-
-    def append(self, table: str, rows: list[dict[str, Any]]) -> int: ...
-
-    def flush(self) -> int: ...
+from collector.store_api import StoreLike
 
 
 @dataclass(frozen=True)
@@ -89,7 +78,7 @@ ORDER BY fingerprint
 """
 
 
-def load_active(store: AlertStore) -> list[Alert]:
+def load_active(store: StoreLike) -> list[Alert]:
     """The pending and firing alerts, as their latest state rows say."""
     return [Alert.from_row(**row) for row in store.query(_ACTIVE_SQL).to_pylist()]
 
@@ -107,7 +96,7 @@ ORDER BY o.created_at, o.notification_id
 """
 
 
-def load_pending(store: AlertStore) -> list[Pending]:
+def load_pending(store: StoreLike) -> list[Pending]:
     """Every notification still to deliver, oldest first."""
     pending = []
     for row in store.query(_PENDING_SQL).to_pylist():
@@ -128,7 +117,7 @@ def due(pending: Sequence[Pending], now: datetime) -> tuple[list[Pending], datet
     return now_due, min(later, default=None)
 
 
-def history(store: AlertStore, limit: int = 50) -> list[dict[str, Any]]:
+def history(store: StoreLike, limit: int = 50) -> list[dict[str, Any]]:
     """The latest delivery attempts, newest first (for a CLI table)."""
     rows: list[dict[str, Any]] = store.query(
         "SELECT recorded_at, receiver, notification_id, rule, status, attempt, http_status, error FROM alerts "

@@ -17,13 +17,13 @@ from collector.export import UNKNOWN
 from collector.fleet import (
     PERCENTILES,
     PoolReport,
-    Queryable,
     Window,
     fleet_report,
     query_latest_drift,
     query_latest_evals,
     query_latest_gates,
 )
+from collector.store_api import Queryable
 
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 GATE_FAILED = 1  # the gate's exit code for fail (DESIGN.md "Judge")

@@ -26,7 +26,8 @@ def test_new_store_has_every_table_at_the_current_version(tmp_path: Path) -> Non
     with Store(tmp_path / "s.duckdb") as store:
         assert store.version == SCHEMA_VERSION == 4
         assert store.tables() == [
-            "alert_outbox", "alerts", "drift", "eval_items", "eval_runs", "gates", "pool_samples", "pools", "probes", "requests",
+            "alert_outbox", "alerts", "drift", "eval_items", "eval_runs", "gates", "pool_samples", "pools", "probes",
+            "requests",
         ]  # fmt: skip
     # reopening applies nothing twice
     with Store(tmp_path / "s.duckdb") as store:
@@ -65,7 +66,7 @@ def test_background_flush_and_close_flush(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("table", "row", "message"),
     [
-        ("nope", request(1), "no table 'nope' in the store; tables are alerts, drift"),
+        ("nope", request(1), "no table 'nope' in the store; tables are alert_outbox, alerts, drift"),
         ("requests", request(1, colour="red"), "requests row 0: unknown column(s) colour"),
         ("requests", request(1, pool=None), "requests row 0: column(s) pool must not be empty"),
         ("requests", request(1, ttft_s="fast"), "requests row 0: column ttft_s must be a number, got 'fast'"),
