@@ -166,7 +166,8 @@ class Gateway:
         if not isinstance(body, dict):
             return openai_error(400, "request body must be a JSON object", "invalid_request_error")
         try:
-            route = self.router.resolve(body.get("model"), headers.get("x-inferwatch-pool"))
+            route = self.router.resolve(body.get("model"), headers.get("x-inferwatch-pool"),
+                                        split=source in (Source.traffic, Source.load))  # fmt: skip
         except RouteError as exc:
             return openai_error(404, str(exc), "not_found_error")
 
@@ -310,6 +311,9 @@ class RelayResponse(StreamingResponse):
                 outcome = await self._pump(send)
                 group.cancel_scope.cancel()
         finally:
+            if outcome.status is Status.cancelled and self.relay.seen.done and self.relay.seen.error is None:
+                # the client hung up after it had `data: [DONE]` (clients may close at once): it got it all
+                outcome = OK
             if outcome.status is Status.ok:
                 self.upstream.release()
             else:

@@ -5,8 +5,10 @@ and, for canary rollouts, a weighted split that sends a share of one pool's traf
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from engine.lifecycle import EngineState
 from engine.specs import PoolSet
@@ -39,6 +41,10 @@ class Split:
     baseline: str
     candidate: str
     weight: float
+    expires_at: float | None = None  # time.monotonic(); a rollout's split lapses unless renewed
+
+    def __str__(self) -> str:
+        return f"{self.baseline}={self.candidate}:{self.weight:g}"
 
     @classmethod
     def parse(cls, text: str) -> Split:
@@ -75,21 +81,57 @@ def routes_from(pools: PoolSet, state: EngineState) -> list[Route]:
 
 
 class Router:
-    def __init__(self, routes: Iterable[Route], splits: Sequence[Split] = (), seed: int | None = None) -> None:
+    """Routes requests to pools. Splits can change while the collector runs (a rollout sets, renews and clears
+    them); one with `expires_at` lapses by itself, so a rollout that dies leaves traffic on its baseline."""
+
+    def __init__(
+        self, routes: Iterable[Route], splits: Sequence[Split] = (), seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self.routes = {r.pool: r for r in routes}
         self._by_model = {r.model_id: r for r in self.routes.values()}
-        self.splits = {s.baseline: s for s in splits}
+        self._splits: dict[str, Split] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
         for split in splits:
-            for pool in (split.baseline, split.candidate):
-                if pool not in self.routes:
-                    raise SplitError(f"split {split.baseline}={split.candidate}: {self._unknown(pool)}")
+            self.set_split(split)
         self._random = random.Random(seed)
+
+    def set_split(self, split: Split, ttl_s: float | None = None) -> Split:
+        """Add or replace the split of `split.baseline`; with `ttl_s`, it lapses unless set again in time."""
+        for pool in (split.baseline, split.candidate):
+            if pool not in self.routes:
+                raise SplitError(f"split {split}: {self._unknown(pool)}")
+        if split.baseline == split.candidate:
+            raise SplitError(f"split {split}: the candidate must be another pool than the baseline")
+        if not 0.0 <= split.weight <= 1.0:
+            raise SplitError(f"split {split}: the weight is the candidate's share, between 0 and 1")
+        if ttl_s is not None and not ttl_s > 0:
+            raise SplitError(f"split {split}: ttl_s must be > 0")
+        split = replace(split, expires_at=None if ttl_s is None else self._clock() + ttl_s)
+        with self._lock:
+            self._splits[split.baseline] = split
+        return split
+
+    def clear_split(self, baseline: str) -> Split | None:
+        with self._lock:
+            return self._splits.pop(baseline, None)
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        """The splits in force (lapsed ones are dropped)."""
+        now = self._clock()
+        with self._lock:
+            for baseline in [b for b, s in self._splits.items() if s.expires_at is not None and s.expires_at <= now]:
+                del self._splits[baseline]
+            return dict(self._splits)
 
     def _unknown(self, pool: str) -> str:
         return f"no pool {pool!r}; pools are {', '.join(self.routes)}"
 
-    def resolve(self, model: object, pool_header: str | None) -> Route:
-        """The pool named by the header, else by the model id; then the split, if that pool has one."""
+    def resolve(self, model: object, pool_header: str | None, split: bool = True) -> Route:
+        """The pool named by the header, else by the model id; then the split, if that pool has one and `split`
+        (the canary and evals measure the pool they name: no split applies to them)."""
         if pool_header:
             route = self.routes.get(pool_header.strip())
             if route is None:
@@ -104,7 +146,9 @@ class Router:
         else:
             models = ", ".join(self._by_model)
             raise RouteError(f"model {model!r}: name a pool as <model>@<pool> ({models}) or set X-Inferwatch-Pool")
-        split = self.splits.get(route.pool)
-        if split is not None and self._random.random() < split.weight:
-            return self.routes[split.candidate]
+        chosen = self._splits.get(route.pool) if split else None
+        if chosen is not None and chosen.expires_at is not None and chosen.expires_at <= self._clock():
+            chosen = None
+        if chosen is not None and self._random.random() < chosen.weight:
+            return self.routes[chosen.candidate]
         return route

@@ -83,6 +83,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 5: rollouts (inferwatch/rollout.py): one row per step of a rollout (start, shift, load, canary, eval, judge,
+    # promote / abort), with what the step did or why it failed
+    """
+    CREATE TABLE rollouts (
+        rollout_id VARCHAR NOT NULL, step VARCHAR NOT NULL, status VARCHAR NOT NULL, baseline VARCHAR NOT NULL,
+        candidate VARCHAR NOT NULL, weight DOUBLE, detail_json VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ from collector.fleet import pools_rows, query_latest_drift, query_latest_evals, 
 from collector.gateway import Gateway, GatewayConfig
 from collector.routes import Router, Split, routes_from
 from collector.scraper import Scraper, targets_from_engine
+from collector.split_admin import split_routes
 from collector.store import Store
 from collector.store_service import StoreService
 from collector.tracing import RequestTracing, tracer_provider_from_env
@@ -138,12 +139,13 @@ def build_app(config: CollectorConfig) -> Starlette:
         return JSONResponse({
             "ok": True, "store": store.path, "schema_version": store.version,
             "pending_rows": store.pending_rows(), "pools": sorted(router.routes),
-            "splits": list(config.splits), "alerts": config.alert_rules,
+            "splits": [str(s) for s in router.splits.values()], "alerts": config.alert_rules,
         })  # fmt: skip
 
     routes = [
         *gateway.http_routes(),
         *store_service.http_routes(),
+        *split_routes(router),
         HttpRoute("/metrics", metrics_endpoint, methods=["GET"]),
         HttpRoute("/healthz", healthz, methods=["GET"]),
     ]

@@ -368,6 +368,36 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from canary.judge import report
+    from canary.judge.config import GateConfigError
+    from collector.store_client import RemoteStore
+    from engine.lifecycle import EngineState
+    from inferwatch.report import print_table
+    from inferwatch.rollout import RolloutPlan, run_rollout, step_rows
+
+    settings = _settings(args)
+    collector = _running_collector(settings)
+    try:
+        plan = RolloutPlan(
+            baseline=args.baseline, candidate=args.candidate, weight=args.weight, requests=args.requests,
+            rate=args.rate, suite=args.suite, eval_limit=args.eval_limit, samples=args.samples,
+            gate_config=args.config, promote_marginal=args.promote_marginal,
+        )  # fmt: skip
+        with RemoteStore(collector.url) as store:
+            result = run_rollout(plan, EngineState.load(settings.engine_state), collector, store, settings.home,
+                                 settings.prices, log=_log)  # fmt: skip
+    except (ValueError, GateConfigError) as exc:
+        raise SettingsError(f"inferwatch rollout: {exc}") from None
+    print_table(step_rows(result), title=f"rollout {result.rollout_id}: {plan.candidate} for {plan.baseline}")
+    if result.gate is not None:
+        print_table(report.table_rows(result.gate), title=f"the judgement (gate {result.gate.gate_id}; ! critical)")
+        print(report.headline(result.gate))
+    target = plan.candidate if result.outcome == "promoted" else plan.baseline
+    print(f"{result.outcome.upper()}: traffic for {plan.baseline} now goes to {target}")
+    return result.exit_code
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from collector import daemon
     from collector.alerts.job import active_rows, change_rows, check_once, delivery_rows
@@ -534,6 +564,22 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--format", choices=["table", "md", "json", "junit"], default="table")
     gate.add_argument("--output", type=Path, help="write the md/json/junit report here (a CI artifact)")
     gate.set_defaults(func=cmd_gate)
+
+    rollout = commands.add_parser(
+        "rollout", help="shift a share of traffic to a candidate, measure, judge, promote or abort"
+    )
+    rollout.add_argument("--home", type=Path, help="state directory (default ./var)")
+    rollout.add_argument("--baseline", required=True, help="the pool that serves the traffic now")
+    rollout.add_argument("--candidate", required=True, help="the pool to roll out")
+    rollout.add_argument("--weight", type=float, default=0.2, help="the candidate's share meanwhile (default 0.2)")
+    rollout.add_argument("--requests", type=int, default=250, help="load burst for the baseline (default 250)")
+    rollout.add_argument("--rate", type=float, default=20.0, help="requests/s of the burst (default 20)")
+    rollout.add_argument("--suite", default="arith-v1", help="eval suite run on both pools (default arith-v1)")
+    rollout.add_argument("--eval-limit", type=int, default=300, help="eval items (default 300)")
+    rollout.add_argument("--samples", type=int, default=8, help="canary samples per sampled probe (default 8)")
+    rollout.add_argument("--config", type=Path, help="judge config laid over data/gate.yaml")
+    rollout.add_argument("--promote-marginal", action="store_true", help="promote a marginal verdict too")
+    rollout.set_defaults(func=cmd_rollout)
 
     alerts = commands.add_parser("alerts", help="evaluate the alert rules over the store once and deliver")
     alerts.add_argument("action", choices=["check"])

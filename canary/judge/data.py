@@ -23,8 +23,14 @@ VALUE_COLUMNS = {
 
 @dataclass(frozen=True)
 class Span:
+    """Requests started in [start, end). `value_sources`: read the latency and cost values only from requests
+    of these sources (the error rate always counts every request): a rollout judges them on the eval requests,
+    which both pools got alike (inferwatch/rollout.py MEASURED_ALIKE), because a pool's latency and cost per
+    token (busy time shared among the requests in flight) depend on how much load it has."""
+
     start: datetime
     end: datetime
+    value_sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,10 +66,11 @@ def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: i
         [pool, span.start, span.end],
     ).to_pylist()[0]
     columns = ", ".join(f"{sql} AS {name}" for name, sql in VALUE_COLUMNS.items())
+    sources = f"AND source IN ({', '.join('?' * len(span.value_sources))})" if span.value_sources else ""
     table = store.query(
         f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = 'ok' AND started_at >= ? "
-        f"AND started_at < ?) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
-        [pool, span.start, span.end],
+        f"AND started_at < ? {sources}) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
+        [pool, span.start, span.end, *span.value_sources],
     )
     values = {name: [v for v in table.column(name).to_pylist() if v is not None] for name in VALUE_COLUMNS}
     return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)

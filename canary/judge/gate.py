@@ -205,7 +205,8 @@ def gate_row(result: GateResult, now: datetime | None = None) -> dict[str, Any]:
     import json
 
     detail = {
-        "window": {"start": result.span.start.isoformat(), "end": result.span.end.isoformat()},
+        "window": {"start": result.span.start.isoformat(), "end": result.span.end.isoformat(),
+                   "value_sources": list(result.span.value_sources)},
         "reason": result.reason, "groups": result.group_scores, "sources": result.sources,
         "metrics": [{**asdict(r), "classification": r.classification.value} for r in result.results],
     }  # fmt: skip

@@ -86,6 +86,16 @@ def test_an_identical_candidate_passes(store_path: Path) -> None:
     assert result.verdict is GateVerdict.passed and result.score == pytest.approx(100.0)
 
 
+def test_value_sources_judge_latency_on_those_requests_and_errors_on_all(store_path: Path) -> None:
+    span = Span(NOW - timedelta(minutes=15), NOW, value_sources=("canary",))
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", "bad", span, load_gate_config())
+    by_metric = {r.metric: r for r in result.results}
+    # every synthetic request is `load`: no latency values from canary requests, but the errors still count
+    assert by_metric["ttft"].classification == "nodata"
+    assert by_metric["error_rate"].critical and by_metric["error_rate"].effect == pytest.approx(0.10)
+
+
 def test_cli_formats_store_the_verdict_and_exit_codes(store_path: Path, tmp_path: Path) -> None:
     base = ["gate", "--store", str(store_path), "--home", str(tmp_path), "--baseline", "ref"]
     failed = inferwatch(*base, "--candidate", "bad")

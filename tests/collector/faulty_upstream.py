@@ -114,6 +114,7 @@ class FaultyUpstream:
         if (body.get("stream_options") or {}).get("include_usage"):
             await response.write(_event({"id": "c1", "choices": [], "usage": USAGE}))
         await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
         return response
 
     def _sum(self, mode: str, body: dict[str, Any], request_id: str) -> web.Response:

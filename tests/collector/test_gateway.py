@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,23 @@ def test_a_stream_without_done_is_an_error(collector: CollectorState) -> None:
     got = row(collector, "req-truncated")
     assert (got["status"], got["error_type"]) == ("error", "stream_cut")
     assert got["error"] == "pool truncated: stream ended before data: [DONE]"
+
+
+def test_a_client_that_hangs_up_right_after_done_got_it_all(collector: CollectorState) -> None:
+    # the pool keeps the connection open 1 s after [DONE]; the client (as the load generator) leaves at [DONE]
+    body = {"model": "arith@ok", "prompt": "1", "stream": True, "linger_s": 1.0}
+    with httpx.stream("POST", f"{collector.url}/v1/completions", json=body, headers={"x-request-id": "req-done"}) as r:
+        for line in r.iter_lines():
+            if line == "data: [DONE]":
+                break
+    for _ in range(50):  # the gateway records the request when it sees the client go
+        with RemoteStore(collector.url) as store:
+            store.flush()
+            rows = store.query("SELECT status, error_type FROM requests WHERE id = 'req-done'").to_pylist()
+        if rows:
+            break
+        time.sleep(0.1)
+    assert rows == [{"status": "ok", "error_type": None}]
 
 
 def test_a_client_that_goes_away_cancels_the_upstream_request(

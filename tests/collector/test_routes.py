@@ -51,5 +51,54 @@ def test_bad_splits_are_refused(text: str, message: str) -> None:
 
 
 def test_a_split_naming_an_unknown_pool_is_refused() -> None:
-    with pytest.raises(ValueError, match="split ref=gpu: no pool 'gpu'; pools are ref, bf16"):
+    with pytest.raises(ValueError, match=r"split ref=gpu:0\.1: no pool 'gpu'; pools are ref, bf16"):
         Router([route("ref"), route("bf16")], [Split.parse("ref=gpu:0.1")])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_splits_change_at_run_time_and_a_leased_one_lapses() -> None:
+    clock = Clock()
+    router = Router([route("ref"), route("bf16")], seed=1, clock=clock)
+    router.set_split(Split("ref", "bf16", 1.0), ttl_s=30)
+    assert router.resolve("arith@ref", None).pool == "bf16"
+    assert router.splits["ref"].expires_at == 130.0
+    clock.now = 129.9
+    assert router.resolve("arith@ref", None).pool == "bf16"
+    clock.now = 130.0  # not renewed in time: traffic is back on the baseline
+    assert router.resolve("arith@ref", None).pool == "ref"
+    assert router.splits == {}
+    router.set_split(Split("ref", "bf16", 1.0))  # no lease: it stays
+    clock.now = 1e9
+    assert router.resolve("arith@ref", None).pool == "bf16"
+    assert router.clear_split("ref") == Split("ref", "bf16", 1.0)
+    assert router.resolve("arith@ref", None).pool == "ref"
+    assert router.clear_split("ref") is None
+
+
+def test_measurement_requests_are_never_split() -> None:
+    router = Router([route("ref"), route("bf16")], [Split("ref", "bf16", 1.0)])
+    assert router.resolve("arith@ref", None, split=False).pool == "ref"
+    assert router.resolve("arith@ref", None).pool == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("split", "ttl", "message"),
+    [
+        (Split("ref", "ref", 0.5), None, "the candidate must be another pool than the baseline"),
+        (Split("ref", "bf16", -0.1), None, "between 0 and 1"),
+        (Split("ref", "tpu", 0.1), None, "no pool 'tpu'"),
+        (Split("ref", "bf16", 0.1), 0.0, "ttl_s must be > 0"),
+    ],
+)
+def test_bad_run_time_splits_are_refused_and_change_nothing(split: Split, ttl: float | None, message: str) -> None:
+    router = Router([route("ref"), route("bf16")], [Split("ref", "bf16", 0.3)])
+    with pytest.raises(ValueError, match=message):
+        router.set_split(split, ttl)
+    assert router.splits == {"ref": Split("ref", "bf16", 0.3)}

@@ -24,15 +24,15 @@ def request(i: int, **over: object) -> dict[str, object]:
 
 def test_new_store_has_every_table_at_the_current_version(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         assert store.tables() == [
             "alert_outbox", "alerts", "drift", "eval_items", "eval_runs", "gates", "pool_samples", "pools", "probes",
-            "requests",
+            "requests", "rollouts",
         ]  # fmt: skip
     # reopening applies nothing twice
     with Store(tmp_path / "s.duckdb") as store:
         versions = store.query("SELECT version FROM schema_migrations").column("version").to_pylist()
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
 
 
 def test_rows_are_durable_after_flush_and_read_back_exactly(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_store_from_a_newer_inferwatch_is_refused(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     con.execute("INSERT INTO schema_migrations VALUES (99, now())")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(4\)"):
+    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(5\)"):
         Store(tmp_path / "s.duckdb")
 
 
