@@ -280,7 +280,8 @@ def query_latest_gates(store: Queryable) -> list[dict[str, Any]]:
     return rows
 
 
-def _ms(values: Sequence[float] | None, i: int) -> float | None:
+def ms_at(values: Sequence[float] | None, i: int) -> float | None:
+    """The i-th of a pool's (p50, p90, p99) seconds, in milliseconds."""
     return values[i] * 1e3 if values else None
 
 
@@ -294,12 +295,12 @@ def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
             "requests": r.stats.requests,
             "errors": r.stats.errors,
             "cancelled": r.stats.cancelled,
-            "ttft_p50_ms": _ms(r.stats.ttft_s, 0),
-            "ttft_p90_ms": _ms(r.stats.ttft_s, 1),
-            "ttft_p99_ms": _ms(r.stats.ttft_s, 2),
-            "tpot_p50_ms": _ms(r.stats.tpot_s, 0),
-            "tpot_p99_ms": _ms(r.stats.tpot_s, 2),
-            "e2e_p50_ms": _ms(r.stats.e2e_s, 0),
+            "ttft_p50_ms": ms_at(r.stats.ttft_s, 0),
+            "ttft_p90_ms": ms_at(r.stats.ttft_s, 1),
+            "ttft_p99_ms": ms_at(r.stats.ttft_s, 2),
+            "tpot_p50_ms": ms_at(r.stats.tpot_s, 0),
+            "tpot_p99_ms": ms_at(r.stats.tpot_s, 2),
+            "e2e_p50_ms": ms_at(r.stats.e2e_s, 0),
             "$/1M out tok": r.usd_per_m_output_tokens,
             "$/1M tok": r.usd_per_m_total_tokens,
             "$/req": r.usd_per_request,

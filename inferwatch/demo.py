@@ -39,6 +39,7 @@ from engine.specs import load_pools
 from evals.job import EvalJob, run_eval_job
 from inferwatch.report import print_eval, print_table
 from inferwatch.settings import Settings
+from inferwatch.summary import closing_rows
 
 Log = Callable[[str], None]
 SHARED_PREFIX = "12+34=46 " * 40  # repeated across requests: the second one hits the prefix cache
@@ -177,6 +178,7 @@ def run_demo(
     print_table(active_rows(alerts.active), title="alerts pending and firing (data/alerts.yaml)")
     print_table(delivery_rows(alerts.attempts), title="alert notifications sent")
     print_table(received, title="what the webhook receiver got (Alertmanager v4 JSON, Standard Webhooks signature)")
+    print_table(closing_rows(reports, run, checked.summaries, gates), title=SUMMARY_TITLE.format(canary.reference))
     print_table(lifecycle.as_rows(state), title="where")
     log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:
@@ -191,6 +193,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+SUMMARY_TITLE = (
+    "inferwatch: every pool against {} (latency, cost and cache from the load burst; * a critical drift "
+    "metric; eval: accuracy, its difference from the reference in points, verdict)"
+)
 FLEET_COLUMNS = (
     "pool", "revision", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
     "$/1M out tok", "$/1M tok", "hit req", "hit srv",
