@@ -1,0 +1,48 @@
+"""Fleet: per pool and revision over the chosen window, with the change against the window before it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import data
+from dashboards.fleet_figures import FIGURES, Better, changes, pool_figures, select, show, show_change, table
+from dashboards.queries import FleetWindows
+from dashboards.ui import fetch, window
+
+st.title("Fleet")
+name, seconds = window()
+windows: FleetWindows = fetch("requests", "fleet_windows", seconds, data.now())
+if not windows.now:
+    first, last = fetch("requests", "request_span")
+    if last is None:
+        st.info(data.HINTS["requests"])
+    else:
+        st.info(f"No requests in the {name}; the latest started at {last:%Y-%m-%d %H:%M:%S} UTC: choose a longer "
+                "time window in the sidebar.")  # fmt: skip
+    st.stop()
+
+now, before = [pool_figures(r) for r in windows.now], [pool_figures(r) for r in windows.before]
+left, right = st.columns(2)
+pools = left.multiselect("Pools", sorted({f.pool for f in now}), placeholder="all pools")
+revisions = right.multiselect("Revisions", sorted({f.revision or "" for f in now}), placeholder="all revisions")
+shown = select(now, pools or None, [r or None for r in revisions] or None)
+delta = changes(shown, before)
+if seconds is None:
+    st.caption("Everything in the store; each pool's cost over its own span of requests. No previous window.")
+else:
+    st.caption(f"The {name}; changes against the {name.removeprefix('last ')} before.")
+
+for f in shown:
+    st.subheader(f"{f.pool} · {f.hardware or 'unknown hardware'} · {f.revision or 'no revision'}")
+    st.caption(f"{f.requests} requests")
+    for column, figure in zip(st.columns(len(FIGURES)), FIGURES, strict=True):
+        column.metric(
+            figure.label, show(figure, f.values[figure.key]), show_change(figure, delta[f.key][figure.key]),
+            delta_color="inverse" if figure.better is Better.lower else "normal",
+        )  # fmt: skip
+
+st.subheader("All pools")
+st.dataframe(table(shown), hide_index=True)
+st.caption("Latency percentiles over the successful requests; error rate over all; $/1M tokens: the pool's cost "
+           "over the window (price × replicas × time) per million prompt + output tokens; cache hit: cached / "
+           "prompt tokens of the successful requests (docs/METRICS.md).")  # fmt: skip
