@@ -3,9 +3,11 @@ Pure: PoolReports in (collector/fleet.py), numbers and strings out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 from collector.fleet import PoolReport
 
@@ -93,20 +95,24 @@ def changes(now: Sequence[PoolFigures], before: Sequence[PoolFigures]) -> dict[K
 
 
 def _number(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+    """Three significant digits, no exponent: 0.0123, 1.23, 123, 1,234."""
+    if x == 0 or abs(x) >= 99.95:
+        return f"{x:,.0f}"
+    x = float(f"{x:.3g}")
+    return f"{x:.{max(2 - math.floor(math.log10(abs(x))), 0)}f}"
 
 
 _VALUE: dict[str, Callable[[float], str]] = {
-    "ms": lambda x: f"{x:.1f} ms",
+    "ms": lambda x: f"{_number(x)} ms",
     "%": lambda x: f"{100 * x:.1f}%",
     "$": lambda x: f"${_number(x)}",
-    "/s": lambda x: f"{_number(x)}/s",
+    "/s": _number,
 }
 _CHANGE: dict[str, Callable[[float], str]] = {
-    "ms": lambda x: f"{x:+.1f} ms",
+    "ms": lambda x: f"{'+' if x >= 0 else '-'}{_number(abs(x))} ms",
     "%": lambda x: f"{100 * x:+.1f} pts",
     "$": lambda x: f"{'+' if x >= 0 else '-'}${_number(abs(x))}",
-    "/s": lambda x: f"{x:+.3g}/s",
+    "/s": lambda x: f"{'+' if x >= 0 else '-'}{_number(abs(x))}",
 }
 
 
@@ -117,6 +123,13 @@ def show(figure: Figure, value: float | None) -> str:
 def show_change(figure: Figure, change: float | None) -> str | None:
     """st.metric's delta; None shows none."""
     return None if change is None else _CHANGE[figure.unit](change)
+
+
+def change_colour(figure: Figure, change: float | None) -> Literal["normal", "inverse", "off"]:
+    """st.metric's delta_color: red for a change for the worse, green for the better, grey for none."""
+    if not change:
+        return "off"
+    return "inverse" if figure.better is Better.lower else "normal"
 
 
 def table(figures: Sequence[PoolFigures]) -> list[dict[str, object]]:

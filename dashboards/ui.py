@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from dashboards.data import Unavailable, load
+from dashboards.data import HINTS, Unavailable, load
 
 WINDOWS: dict[str, float | None] = {
     "last 5 minutes": 300, "last 15 minutes": 900, "last hour": 3600, "last 6 hours": 6 * 3600,
@@ -38,3 +38,12 @@ def fetch(topic: str, query: str, *args: Any) -> Any:
         return load(topic, query, *args)
     except Unavailable as exc:
         stop(exc.message, exc.missing)
+
+
+def no_requests(window_name: str) -> NoReturn:
+    """The page stops, saying whether the store has no requests at all or only none in the window."""
+    _, last = fetch("requests", "request_span")
+    if last is None:
+        stop(HINTS["requests"], True)
+    stop(f"No requests in the {window_name}; the latest started at {last:%Y-%m-%d %H:%M:%S} UTC: choose a longer "
+         "time window in the sidebar.", True)  # fmt: skip

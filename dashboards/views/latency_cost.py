@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboards import data
 from dashboards.series import bucket_seconds, cost_frame, percentile_frame
-from dashboards.ui import fetch, window
+from dashboards.ui import fetch, no_requests, window
 
 st.title("Latency and cost over time")
 name, seconds = window()
@@ -18,16 +18,14 @@ end = data.now()
 if seconds is None:
     first, last = fetch("requests", "request_span")
     if first is None:
-        st.info(data.HINTS["requests"])
-        st.stop()
+        no_requests(name)
     start, end = first, last + timedelta(microseconds=1)
 else:
     start = end - timedelta(seconds=seconds)
 bucket_s = bucket_seconds((end - start).total_seconds())
 series = fetch("requests", "latency_series", start, end, bucket_s)
 if series.num_rows == 0:
-    st.info(f"No requests in the {name}: choose a longer time window in the sidebar.")
-    st.stop()
+    no_requests(name)
 st.caption(f"{start:%Y-%m-%d %H:%M:%S} – {end:%Y-%m-%d %H:%M:%S} UTC in buckets of {bucket_s:g} s; the line is "
            "the median of the successful requests that started in the bucket, the band reaches p99.")  # fmt: skip
 

@@ -41,7 +41,7 @@ with gates_tab:
         st.markdown(f"Score **{score}** / 100, exit code {gate['exit_code']}. {detail.reason}")
         st.caption(f"Window {detail.window.get('start', '?')} – {detail.window.get('end', '?')}; "
                    f"sources {json.dumps(detail.sources)}; groups {json.dumps(detail.groups)}")  # fmt: skip
-        st.dataframe(detail.metrics, hide_index=True)
+        st.table(detail.metrics, hide_index=True)
 
 with alerts_tab:
     if (found := rows_of("alerts", "alert_changes", "deliveries", "pending_notifications")) is not None:

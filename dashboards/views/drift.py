@@ -45,7 +45,7 @@ latest = rows[rows.pool == pool]
 run_id = latest.iloc[0].run_id
 verdicts = latest[latest.run_id == run_id]
 st.subheader(f"{pool} in canary run {run_id}")
-st.dataframe(
+st.table(
     pd.DataFrame([{"metric": r.metric, "value": r.value, "band": r.band_high, "p": r.p_value, "verdict": r.verdict,
                    "evidence": evidence(r.evidence_json).get("evidence", "")} for r in verdicts.itertuples()]),
     hide_index=True,
@@ -69,7 +69,8 @@ def describe(i: int) -> str:
 
 d = found[st.selectbox(f"Probe ({sum(d.first is not None for d in found)} of {len(found)} outputs diverge)",
                        range(len(found)), format_func=describe)]  # fmt: skip
-vocab = vocabulary(fetch("drift", "model_paths").get(pool, ""))
+models = fetch("drift", "model_paths")
+vocab = vocabulary(models.get(pool) or models.get(reference or "", ""))
 first = "–" if d.first is None else str(d.first)
 st.metric("First divergence (token index)", first, "hard mismatch" if d.hard else None, delta_color="inverse")
 left, right = st.columns(2)
@@ -81,5 +82,5 @@ st.dataframe(side_by_side(d, vocab), hide_index=True)
 if d.first is not None:
     st.markdown(f"Top-5 logprobs at token {d.first}, as each side reported them")
     left, right = st.columns(2)
-    left.dataframe(top_k_at(d.reference, d.first, vocab), hide_index=True)
-    right.dataframe(top_k_at(d.pool, d.first, vocab), hide_index=True)
+    left.table(top_k_at(d.reference, d.first, vocab), hide_index=True)
+    right.table(top_k_at(d.pool, d.first, vocab), hide_index=True)

@@ -5,21 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data
-from dashboards.fleet_figures import FIGURES, Better, changes, pool_figures, select, show, show_change, table
+from dashboards.fleet_figures import FIGURES, change_colour, changes, pool_figures, select, show, show_change, table
 from dashboards.queries import FleetWindows
-from dashboards.ui import fetch, window
+from dashboards.ui import fetch, no_requests, window
 
 st.title("Fleet")
 name, seconds = window()
 windows: FleetWindows = fetch("requests", "fleet_windows", seconds, data.now())
 if not windows.now:
-    first, last = fetch("requests", "request_span")
-    if last is None:
-        st.info(data.HINTS["requests"])
-    else:
-        st.info(f"No requests in the {name}; the latest started at {last:%Y-%m-%d %H:%M:%S} UTC: choose a longer "
-                "time window in the sidebar.")  # fmt: skip
-    st.stop()
+    no_requests(name)
 
 now, before = [pool_figures(r) for r in windows.now], [pool_figures(r) for r in windows.before]
 left, right = st.columns(2)
@@ -35,11 +29,10 @@ else:
 for f in shown:
     st.subheader(f"{f.pool} · {f.hardware or 'unknown hardware'} · {f.revision or 'no revision'}")
     st.caption(f"{f.requests} requests")
-    for column, figure in zip(st.columns(len(FIGURES)), FIGURES, strict=True):
-        column.metric(
-            figure.label, show(figure, f.values[figure.key]), show_change(figure, delta[f.key][figure.key]),
-            delta_color="inverse" if figure.better is Better.lower else "normal",
-        )  # fmt: skip
+    for column, figure in zip([*st.columns(4), *st.columns(4)], FIGURES, strict=True):
+        change = delta[f.key][figure.key]
+        value = show(figure, f.values[figure.key])
+        column.metric(figure.label, value, show_change(figure, change), delta_color=change_colour(figure, change))
 
 st.subheader("All pools")
 st.dataframe(table(shown), hide_index=True)
