@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,7 +39,8 @@ class Browser:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         self._ids = itertools.count(1)
-        self._ws: ClientConnection = connect(self._page_socket(), max_size=None, open_timeout=30)
+        self._stack = ExitStack()
+        self._ws: ClientConnection = self._stack.enter_context(connect(self._page_socket(), max_size=None))
 
     def _page_socket(self, timeout_s: float = 30.0) -> str:
         port_file = self.profile / "DevToolsActivePort"
@@ -89,7 +91,7 @@ class Browser:
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
