@@ -28,7 +28,11 @@ if cells.empty:
 
 st.caption("Each pool against the reference, per metric, as its latest canary run judged it (docs/CANARY.md).")
 scale = alt.Scale(domain=list(VERDICT_COLOURS), range=list(VERDICT_COLOURS.values()))
-grid = alt.Chart(cells).properties(height=36 * cells.pool.nunique()).encode(x=alt.X("metric:N", title=None), y=alt.Y("pool:N", title=None))
+grid = (
+    alt.Chart(cells)
+    .properties(height=36 * cells.pool.nunique())
+    .encode(x=alt.X("metric:N", title=None), y=alt.Y("pool:N", title=None))
+)
 chart = grid.mark_rect().encode(
     color=alt.Color("verdict:N", scale=scale, title="verdict"),
     tooltip=["pool", "metric", "verdict", alt.Tooltip("value:Q", format=".4g")],
