@@ -28,7 +28,7 @@ else:
 
 for f in shown:
     st.subheader(f"{f.pool} · {f.hardware or 'unknown hardware'} · {f.revision or 'no revision'}")
-    st.caption(f"{f.requests} requests")
+    st.caption(f"{f.requests} request{'' if f.requests == 1 else 's'}")
     for column, figure in zip([*st.columns(4), *st.columns(4)], FIGURES, strict=True):
         change = delta[f.key][figure.key]
         value = show(figure, f.values[figure.key])
