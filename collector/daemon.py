@@ -26,6 +26,7 @@ from collector.alerts.rules import load_alert_config
 from collector.service import CollectorConfig, load_fleet
 from collector.store import Store
 from collector.store_client import RemoteStore
+from collector.store_reader import ReadOnlyStore
 from engine.lifecycle import port_is_free
 
 Log = Callable[[str], None]
@@ -153,7 +154,17 @@ def status(state_path: Path) -> tuple[CollectorState, dict[str, Any] | None]:
 
 def open_store(store_path: Path, state_path: Path) -> Store | RemoteStore:
     """The running collector's store service when it holds `store_path`, else the file itself."""
+    return _served(store_path, state_path) or Store(store_path)
+
+
+def open_reader(store_path: Path, state_path: Path) -> ReadOnlyStore | RemoteStore:
+    """For readers that must not hold the file (the dashboard): the collector's store service when it holds
+    `store_path`, else the file opened read-only for each query (collector/store_reader.py)."""
+    return _served(store_path, state_path) or ReadOnlyStore(store_path)
+
+
+def _served(store_path: Path, state_path: Path) -> RemoteStore | None:
     state = CollectorState.load(state_path)
     if state is not None and Path(state.store).resolve() == store_path.resolve() and health(state.url):
         return RemoteStore(state.url)
-    return Store(store_path)
+    return None

@@ -437,6 +437,19 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboards.launch import exec_streamlit
+    from engine.lifecycle import port_is_free
+
+    settings = _settings(args)
+    if not port_is_free(settings.host, args.dashboard_port):
+        raise SettingsError(f"--port: port {args.dashboard_port} on {settings.host} is already in use")
+    print(f"dashboard at http://{settings.host}:{args.dashboard_port} on {settings.store_path} (read-only; "
+          "through the collector while it runs); Ctrl-C stops it", flush=True)  # fmt: skip
+    exec_streamlit(settings.host, args.dashboard_port, settings.store_path, settings.home)
+    return 0  # not reached: exec_streamlit replaces this process
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from inferwatch.demo import run_demo
 
@@ -590,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--deliver-within", type=parse_duration, default=30.0, help="keep retrying deliveries this long (default 30s)"
     )
     alerts.set_defaults(func=cmd_alerts)
+
+    dashboard = commands.add_parser("dashboard", help="the Streamlit dashboard on the store (read-only)")
+    dashboard.add_argument("--home", type=Path, help="state directory (default ./var)")
+    dashboard.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+    dashboard.add_argument("--port", dest="dashboard_port", type=int, default=8501, help="HTTP port (default 8501)")
+    dashboard.set_defaults(func=cmd_dashboard)
 
     demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
     engine_flags(demo)
