@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from subprocess import STDOUT, Popen, TimeoutExpired
 
 APP = Path(__file__).resolve().parent / "app.py"
 ROOT = APP.parent.parent
@@ -34,3 +36,37 @@ def exec_streamlit(host: str, port: int, store: Path, home: Path) -> None:
     """Replace this process with Streamlit's server (Ctrl-C and signals reach it directly)."""
     args = command(host, port)
     os.execve(args[0], args, environment(store, home, os.environ))
+
+
+def start_streamlit(
+    host: str, port: int, store: Path, home: Path, log_path: Path, timeout_s: float = 60.0
+) -> Popen[bytes]:
+    """Streamlit's server as a child process (its output in `log_path`), once it answers its health check.
+    RuntimeError naming the log if it does not within `timeout_s`."""
+    import httpx
+
+    args = command(host, port)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        process = Popen(args, stdout=out, stderr=STDOUT, env=environment(store, home, os.environ),
+                        start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://{host}:{port}/_stcore/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(process)
+    raise RuntimeError(f"the dashboard did not start on {host}:{port}; see {log_path}")
+
+
+def stop(process: Popen[bytes], grace_s: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace_s)
+        except TimeoutExpired:
+            process.kill()
+            process.wait()

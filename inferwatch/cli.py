@@ -451,10 +451,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from inferwatch.demo import run_demo
+    from inferwatch.demo import run_demo, serve_until_interrupted, shut_down
 
     settings = _settings(args)
-    return run_demo(settings, _engine_config(settings), collector_config(settings), log=_log)
+    cfg = _engine_config(settings)
+    try:
+        demo = run_demo(settings, cfg, collector_config(settings), log=_log, dashboard_port=args.dashboard_port)
+    except KeyboardInterrupt:
+        _log("interrupted: stopping the collector and the pools")
+        shut_down(None, settings, cfg, _log)
+        return 130
+    return serve_until_interrupted(demo, settings, cfg, log=_log)
 
 
 def _log(message: str) -> None:
@@ -610,8 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", dest="dashboard_port", type=int, default=8501, help="HTTP port (default 8501)")
     dashboard.set_defaults(func=cmd_dashboard)
 
-    demo = commands.add_parser("demo", help="bring the pools up and show what they answer")
+    demo = commands.add_parser(
+        "demo", help="the whole job: pools, load, canary, evals, gates, alerts, then the dashboard until Ctrl-C"
+    )
     engine_flags(demo)
+    demo.add_argument("--dashboard-port", type=int, default=8501, help="the dashboard's port (default 8501)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import httpx
@@ -32,9 +34,10 @@ from collector.loadgen import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
 from collector.store_api import StoreLike
 from collector.store_client import RemoteStore
+from dashboards.launch import start_streamlit, stop
 from engine import lifecycle
 from engine.arith import sample_problems
-from engine.lifecycle import EngineConfig, EngineError, EngineState
+from engine.lifecycle import EngineConfig, EngineError, EngineState, port_is_free
 from engine.specs import load_pools
 from evals.job import EvalJob, run_eval_job
 from inferwatch.report import print_eval, print_table
@@ -134,6 +137,13 @@ def deliver_alerts(store: StoreLike, external_url: str) -> tuple[CheckResult, li
     return result, received_rows(hook.received, receiver.key())
 
 
+@dataclass
+class Demo:
+    code: int
+    dashboard: Popen[bytes] | None = None  # the dashboard this demo started (None: one was up already, or none)
+    dashboard_url: str | None = None
+
+
 def run_demo(
     settings: Settings,
     cfg: EngineConfig,
@@ -142,7 +152,8 @@ def run_demo(
     burst: Burst | None = None,
     canary: CanaryJob | None = None,
     evals: EvalJob | None = None,
-) -> int:
+    dashboard_port: int | None = None,
+) -> Demo:
     state, reused = ensure_engine(settings, cfg, log)
     started = _now()
     rows = ask_every_pool(state)
@@ -184,9 +195,43 @@ def run_demo(
     if state.metrics_url:
         log(f"server metrics (vllm:*, ray_serve_*): {state.metrics_url}")
     log(f"store: {gateway.store}    more load: .venv/bin/inferwatch load --rate 10 --num-requests 200")
-    log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
-        ".venv/bin/inferwatch engine down")  # fmt: skip
-    return 0
+    if dashboard_port is None:
+        log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
+            ".venv/bin/inferwatch engine down")  # fmt: skip
+        return Demo(0)
+    url = f"http://{settings.host}:{dashboard_port}"
+    if not port_is_free(settings.host, dashboard_port):
+        log(f"dashboard: {url} (already up)")
+        return Demo(0, None, url)
+    log(f"starting the dashboard on {gateway.store}")
+    process = start_streamlit(settings.host, dashboard_port, Path(gateway.store), settings.home,
+                              settings.home / "dashboard.log")  # fmt: skip
+    return Demo(0, process, url)
+
+
+def serve_until_interrupted(demo: Demo, settings: Settings, cfg: EngineConfig, log: Log = print) -> int:
+    """`make demo`'s last step: the dashboard runs until Ctrl-C, which stops it, the collector and the pools."""
+    log(f"dashboard: {demo.dashboard_url}    Ctrl-C stops the dashboard, the collector and the pools")
+    try:
+        if demo.dashboard is not None:
+            demo.dashboard.wait()
+            log(f"the dashboard stopped (exit {demo.dashboard.returncode}); see {settings.home / 'dashboard.log'}")
+        else:
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        log("stopping the dashboard, the collector and the pools")
+    finally:
+        shut_down(demo.dashboard, settings, cfg, log)
+    return demo.code
+
+
+def shut_down(dashboard: Popen[bytes] | None, settings: Settings, cfg: EngineConfig, log: Log = print) -> None:
+    """Everything the demo runs, stopped in order: the dashboard, the collector (flushing the store), the pools."""
+    if dashboard is not None:
+        stop(dashboard)
+    daemon.down(settings.collector_state, log=log)
+    lifecycle.down(cfg, log=log)
 
 
 def _now() -> datetime:

@@ -6,11 +6,13 @@ import re
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from canary.job import CanaryJob
 from collector import daemon
 from collector.store_client import RemoteStore
+from dashboards.launch import stop
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineState
 from evals.job import EvalJob
@@ -45,9 +47,13 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         light = CanaryJob(reference="ref", probes=("text-v1",), samples=2, concurrencies=(1,))
         burst = Burst(requests=16, rate=50)
         evals = EvalJob(suite="arith-v1", reference="ref", limit=40, progress=False)
-        code = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light, evals=evals)
+        demo = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light, evals=evals,
+                        dashboard_port=free_port())  # fmt: skip
         out = capsys.readouterr().out
-        assert code == 0
+        assert demo.code == 0 and demo.dashboard is not None
+        # the dashboard is up on the demo's store, and its Fleet page is served
+        assert httpx.get(f"{demo.dashboard_url}/_stcore/health", timeout=10).text == "ok"
+        assert httpx.get(f"{demo.dashboard_url}/", timeout=10).status_code == 200
         assert "reusing the pools already up" in out
         table = out[out.index("per pool, from the store") :]
         for pool in ("ref", "bf16", "boost", "noisy"):
@@ -76,5 +82,13 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
             gate_rows = store.query("SELECT candidate, exit_code FROM gates ORDER BY candidate").to_pylist()
             assert [r["candidate"] for r in gate_rows] == ["bf16", "boost", "noisy"]
             assert gate_rows[1]["exit_code"] == 1
+        # the closing summary: one row per pool with what every part found
+        summary = out[out.index("inferwatch: every pool against ref") :]
+        assert re.search(r"│ ref\s+│ cpu\s+│[^\n]*│ reference\s+│ \d+\.\d% reference\s+│ reference\s+│", summary), (
+            summary
+        )
+        assert re.search(r"│ boost\s+│ cpu\s+│[^\n]*│ DRIFT: [^\n]*│ FAIL \(exit 1\)\s+│", summary), summary
     finally:
+        if "demo" in locals() and demo.dashboard is not None:
+            stop(demo.dashboard)
         daemon.down(settings.collector_state)
