@@ -42,6 +42,7 @@ def test_arith_suite_flags_the_numeric_fault_and_not_bfloat16(eval_home: Path, l
     done = inferwatch("eval", "run", "--home", str(eval_home), "--suite", "arith-v1", "--reference", "ref",
                       "--pools", "bf16,noisy", timeout=1200)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr  # a pool regressed
+    assert "┃" in done.stdout, done.stdout + done.stderr[-5000:]  # exit 1 from the table, not from an error
     got = table(done.stdout)
     assert float(got["ref"]["accuracy"].rstrip("%")) >= 95.0, done.stdout
     assert got["noisy"]["verdict"] == "regressed" and float(got["noisy"]["p"]) < 0.05, done.stdout
