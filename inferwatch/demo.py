@@ -211,14 +211,13 @@ def run_demo(
 
 def serve_until_interrupted(demo: Demo, settings: Settings, cfg: EngineConfig, log: Log = print) -> int:
     """`make demo`'s last step: the dashboard runs until Ctrl-C, which stops it, the collector and the pools."""
+    if demo.dashboard is None:  # another demo's dashboard (and pools): that one stops them
+        log(f"dashboard: {demo.dashboard_url} (the demo that started it stops everything on Ctrl-C)")
+        return demo.code
     log(f"dashboard: {demo.dashboard_url}    Ctrl-C stops the dashboard, the collector and the pools")
     try:
-        if demo.dashboard is not None:
-            demo.dashboard.wait()
-            log(f"the dashboard stopped (exit {demo.dashboard.returncode}); see {settings.home / 'dashboard.log'}")
-        else:
-            while True:
-                time.sleep(3600)
+        demo.dashboard.wait()
+        log(f"the dashboard stopped (exit {demo.dashboard.returncode}); see {settings.home / 'dashboard.log'}")
     except KeyboardInterrupt:
         log("stopping the dashboard, the collector and the pools")
     finally:

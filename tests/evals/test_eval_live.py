@@ -60,6 +60,12 @@ def test_arith_suite_flags_the_numeric_fault_and_not_bfloat16(eval_home: Path, l
     assert dict(zip(*summary.to_pydict().values(), strict=True))["noisy"] == "regressed"
     metrics = httpx.get(f"{live_collector.url}/metrics").text
     assert re.search(r'inferwatch_eval_regressed\{[^}]*pool="noisy"[^}]*suite="arith-v1"[^}]*\} 1\.0', metrics)
+    # the gate on that store: the numeric fault fails, naming the critical metric (issue 6's acceptance)
+    home = Path(live_collector.store).parent
+    gate = inferwatch("gate", "--home", str(home), "--store", live_collector.store, "--baseline", "ref",
+                      "--candidate", "noisy", "--window", "30m")  # fmt: skip
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert re.search(r"│ eval:arith-v1 !\s+│ quality\s+│[^\n]*│ low\s+│", gate.stdout), gate.stdout
 
 
 def test_format_suite_catches_the_sampler_fault(eval_home: Path) -> None:
