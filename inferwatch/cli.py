@@ -451,10 +451,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from inferwatch.demo import run_demo, serve_until_interrupted, shut_down
+    from inferwatch.demo import interrupt_on_sigterm, run_demo, serve_until_interrupted, shut_down
 
     settings = _settings(args)
     cfg = _engine_config(settings)
+    interrupt_on_sigterm()
     try:
         demo = run_demo(settings, cfg, collector_config(settings), log=_log, dashboard_port=args.dashboard_port)
     except KeyboardInterrupt:

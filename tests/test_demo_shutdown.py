@@ -10,15 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 SCRIPT = """
 import subprocess, sys
 from pathlib import Path
 from engine.lifecycle import EngineConfig
-from inferwatch.demo import Demo, serve_until_interrupted
+from inferwatch.demo import Demo, interrupt_on_sigterm, serve_until_interrupted
 from inferwatch.settings import Settings
 
+interrupt_on_sigterm()
 home = Path(sys.argv[1])
 settings = Settings.from_env({}, home=home)
 dashboard = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -37,7 +40,8 @@ def alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def test_ctrl_c_stops_the_dashboard_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_the_dashboard_and_exits_cleanly(tmp_path: Path, signum: int) -> None:
     with subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as demo:  # fmt: skip
         pid_file = tmp_path / "dashboard.pid"
@@ -48,7 +52,7 @@ def test_ctrl_c_stops_the_dashboard_and_exits_cleanly(tmp_path: Path) -> None:
         dashboard = int(pid_file.read_text())
         time.sleep(0.5)  # waiting on the dashboard now
         assert alive(dashboard)
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signum)
         out, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, out
     assert "Ctrl-C stops the dashboard, the collector and the pools" in out

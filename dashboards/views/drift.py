@@ -30,7 +30,7 @@ st.caption("Each pool against the reference, per metric, as its latest canary ru
 scale = alt.Scale(domain=list(VERDICT_COLOURS), range=list(VERDICT_COLOURS.values()))
 grid = (
     alt.Chart(cells)
-    .properties(height=36 * cells.pool.nunique())
+    .properties(height=alt.Step(36))
     .encode(x=alt.X("metric:N", title=None), y=alt.Y("pool:N", title=None))
 )
 chart = grid.mark_rect().encode(
