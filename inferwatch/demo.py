@@ -215,6 +215,7 @@ def serve_until_interrupted(demo: Demo, settings: Settings, cfg: EngineConfig, l
     if demo.dashboard is None:  # another demo's dashboard (and pools): that one stops them
         log(f"dashboard: {demo.dashboard_url} (the demo that started it stops everything on Ctrl-C)")
         return demo.code
+    interrupt_on_sigterm()  # again: connecting to Ray (canary, evals) installed Ray's handler, which aborts
     log(f"dashboard: {demo.dashboard_url}    Ctrl-C stops the dashboard, the collector and the pools")
     try:
         demo.dashboard.wait()

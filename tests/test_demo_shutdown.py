@@ -22,6 +22,9 @@ from inferwatch.demo import Demo, interrupt_on_sigterm, serve_until_interrupted
 from inferwatch.settings import Settings
 
 interrupt_on_sigterm()
+if sys.argv[2] == "ray":  # as the demo: its canary and evals connect to Ray, whose own SIGTERM handler aborts
+    import ray
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 home = Path(sys.argv[1])
 settings = Settings.from_env({}, home=home)
 dashboard = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -40,12 +43,12 @@ def alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_the_dashboard_and_exits_cleanly(tmp_path: Path, signum: int) -> None:
-    with subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+@pytest.mark.parametrize(("signum", "ray"), [(signal.SIGINT, ""), (signal.SIGTERM, ""), (signal.SIGTERM, "ray")])
+def test_ctrl_c_or_sigterm_stops_the_dashboard_and_exits_cleanly(tmp_path: Path, signum: int, ray: str) -> None:
+    with subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), ray], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as demo:  # fmt: skip
         pid_file = tmp_path / "dashboard.pid"
-        for _ in range(200):
+        for _ in range(1200):  # up to a minute (Ray takes a while to start)
             if pid_file.exists() and pid_file.read_text():
                 break
             time.sleep(0.05)
