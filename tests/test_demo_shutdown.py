@@ -45,7 +45,10 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize(("signum", "ray"), [(signal.SIGINT, ""), (signal.SIGTERM, ""), (signal.SIGTERM, "ray")])
 def test_ctrl_c_or_sigterm_stops_the_dashboard_and_exits_cleanly(tmp_path: Path, signum: int, ray: str) -> None:
-    with subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), ray], cwd=ROOT, stdout=subprocess.PIPE,
+    # RAY_AUTH_MODE=disabled: a new local ray.init() otherwise writes ~/.ray/auth_token, and with that file on
+    # the machine every later `ray start --head` of the engine fails (InvalidAuthToken)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    with subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), ray], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as demo:  # fmt: skip
         pid_file = tmp_path / "dashboard.pid"
         for _ in range(1200):  # up to a minute (Ray takes a while to start)
