@@ -122,6 +122,7 @@ def start_local_ray(cfg: EngineConfig, log: Log) -> tuple[str, int]:
     ]  # fmt: skip
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
+    env["RAY_AUTH_MODE"] = ray_auth_mode()
     log_path = cfg.state_path.parent / "ray-head.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
@@ -138,8 +139,22 @@ def start_local_ray(cfg: EngineConfig, log: Log) -> tuple[str, int]:
     raise EngineError(f"Ray did not start within 180s; see {log_path}")
 
 
+def ray_auth_mode() -> str:
+    """The head's token authentication, always explicit: RAY_AUTH_MODE if the user set it, else disabled.
+
+    Left unset, `ray start --head` turns token auth on whenever ~/.ray/auth_token exists (any local
+    `ray.init()` writes one), while a client given an explicit address never does: every later connection
+    to the head would fail with InvalidAuthToken. With the mode explicit, the head and the clients that
+    inherit this environment agree; `RAY_AUTH_MODE=token` works end to end as Ray documents it.
+    """
+    return os.environ.get("RAY_AUTH_MODE") or "disabled"
+
+
 def stop_local_ray(pid: int, grace_s: float = 60.0) -> None:
-    """SIGTERM the head's process group (its reaper takes the workers along), SIGKILL what remains."""
+    """SIGTERM the head (it drains and stops its node's processes), SIGKILL what remains of its group.
+
+    Only the head gets SIGTERM: signalled together, the raylet and GCS die under it and the head hangs.
+    """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         group = os.getpgid(pid)
@@ -147,16 +162,34 @@ def stop_local_ray(pid: int, grace_s: float = 60.0) -> None:
         return  # already gone
     if b"ray" not in cmdline or b"start" not in cmdline:
         return  # the pid was reused by an unrelated process: not ours to signal
-    os.killpg(group, signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped here when this process started it (tests, the demo)
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
-            return
+            break
         time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    port = next((arg[7:] for arg in cmdline.decode().split("\0") if arg.startswith("--port=")), None)
+    if port:
+        forget_current_cluster(port)
+
+
+CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
+
+
+def forget_current_cluster(port: str, path: Path = CURRENT_CLUSTER_FILE) -> None:
+    """`ray start` records its head in /tmp/ray/ray_current_cluster and `ray stop` removes it; we stop our head
+    by signal, so we remove the record ourselves when it names our head. Left behind, a later plain
+    `ray.init()` on this machine tries to join the stopped head and fails instead of starting its own."""
+    with contextlib.suppress(OSError):
+        if path.read_text().strip().rpartition(":")[2] == port:
+            path.unlink()
 
 
 def connect_ray(address: str) -> None:

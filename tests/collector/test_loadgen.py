@@ -262,7 +262,11 @@ def test_fixed_output_length_on_two_pools(engine: EngineState) -> None:
     for item, r in zip(items, result.requests, strict=True):
         assert (r.completion_tokens, r.prompt_tokens, r.finish_reason) == (8, 32, "length")
         assert item.prompt_tokens == 32
-        assert r.ttft_s is not None and r.tpot_s is not None and 0 < r.ttft_s < r.e2e_s
+        # a loaded server may coalesce tokens into one chunk (vLLM merges the outputs a slow reader has not
+        # taken yet): in the extreme all 8 arrive at once and TTFT = e2e, TPOT 0 (seen in CI)
+        assert r.ttft_s is not None and r.tpot_s is not None and 0 < r.ttft_s <= r.e2e_s
+        assert r.tpot_s == pytest.approx((r.e2e_s - r.ttft_s) / 7)
+        assert 1 <= len(r.itl_s) + 1 <= 8
     rows = summary_rows(result)
     assert [(row["pool"], row["requests"], row["errors"]) for row in rows] == [("ref", 6, 0), ("bf16", 6, 0)]
     assert all(row["out_tok_s"] == pytest.approx(6 * 8 / result.duration_s) for row in rows)
