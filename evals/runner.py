@@ -1,5 +1,6 @@
 """Asking one pool the items of a suite, through the gateway (requests land with source `eval` and the run id),
-and scoring each answer. The only module of the evals that talks HTTP.
+and scoring each answer. The only module of the evals that talks HTTP. Answers are asked for streamed, so the
+gateway records TTFT and TPOT of eval requests (the rollout judges latency on them), and scored whole.
 
 A chunk of items runs in its own event loop with at most `concurrency` requests in flight (what one Ray task
 does, evals/job.py). Transient failures are retried (collector/completion_client.py) and every attempt is
@@ -84,7 +85,7 @@ class PoolAsker:
         try:
             answer, attempts = await post_json(
                 self.http, url, item.request_body(self.target.model), headers,
-                retries=self.config.retries, backoff_s=self.config.backoff_s,
+                retries=self.config.retries, backoff_s=self.config.backoff_s, stream=True,
             )  # fmt: skip
         except RequestFailed as exc:
             return ItemResult(item.id, None, None, None, str(exc), exc.attempts)

@@ -75,7 +75,7 @@ class Item(BaseModel):
         return "completions" if self.prompt is not None else "chat/completions"
 
     def request_body(self, model: str) -> dict[str, Any]:
-        """The OpenAI request for this item (without stream: evals read whole answers)."""
+        """The OpenAI request for this item (the runner adds stream and stream_options)."""
         body: dict[str, Any] = {"model": model, "max_tokens": self.max_tokens, "temperature": self.temperature}
         if self.prompt is not None:
             body["prompt"] = self.prompt

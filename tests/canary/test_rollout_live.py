@@ -98,6 +98,10 @@ def test_bfloat16_answers_as_the_reference_and_is_judged_on_speed_and_cost_alone
             assert failing and set(failing) <= {"latency", "cost"}, done.stdout[-3000:]
         # 80 eval items may be too few to show non-inferiority within the 2-point margin: nodata then
         assert re.search(r"│ eval:arith-v1\s+│ quality\s+│[^\n]*│ (pass|nodata)\s+│", done.stdout), done.stdout[-3000:]
+        # the eval requests are streamed: TTFT and TPOT are judged on them, not left without data
+        for metric in ("ttft", "tpot", "e2e"):
+            judged = re.search(rf"│ {metric}(?: !)?\s+│ latency\s+│[^\n]*│ (pass|high|low)\s+│", done.stdout)
+            assert judged, done.stdout[-3000:]
         drift = re.findall(r"│ (drift:\w+)\s+│ drift\s+│[^\n]*│ (\w+)\s+│\n", done.stdout)
         assert len(drift) == 7 and {v for _, v in drift} == {"pass"}, drift
     finally:

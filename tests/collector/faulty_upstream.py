@@ -84,7 +84,7 @@ class FaultyUpstream:
         mode = request.match_info["pool"]
         self.calls[mode] = self.calls.get(mode, 0) + 1
         if mode in SUMS:
-            return self._sum(mode, body, request.headers.get("x-request-id", ""))
+            return await self._sum(request, mode, body)
         if mode == "err500":
             return web.json_response({"object": "error", "message": "engine dead"}, status=500)
         if not body.get("stream"):
@@ -117,7 +117,8 @@ class FaultyUpstream:
         await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
         return response
 
-    def _sum(self, mode: str, body: dict[str, Any], request_id: str) -> web.Response:
+    async def _sum(self, request: web.Request, mode: str, body: dict[str, Any]) -> web.StreamResponse:
+        request_id = request.headers.get("x-request-id", "")
         first_try = request_id not in self._seen
         self._seen.add(request_id)
         if (mode == "flaky" and first_try) or (mode == "dying" and self.calls[mode] > DYING_AFTER):
@@ -126,10 +127,21 @@ class FaultyUpstream:
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         a, b = prompt.rstrip("=").split("+")
         text = str(int(a) + int(b))
-        choice = {"index": 0, "finish_reason": "stop"}
-        choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
-        return web.json_response({"id": "c1", "object": "text_completion", "model": body["model"],
-                                  "choices": [choice], "usage": USAGE})  # fmt: skip
+        if not body.get("stream"):
+            choice = {"index": 0, "finish_reason": "stop"}
+            choice |= {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+            return web.json_response({"id": "c1", "object": "text_completion", "model": body["model"],
+                                      "choices": [choice], "usage": USAGE})  # fmt: skip
+        # streamed one digit per event, as a server sends tokens: the client must put them back together
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for digit, finish in [*((d, None) for d in text), ("", "stop")]:
+            choice = {"index": 0, "finish_reason": finish}
+            choice |= {"delta": {"content": digit}} if chat else {"text": digit}
+            await response.write(_event({"id": "c1", "model": body["model"], "choices": [choice]}))
+        await response.write(_event({"id": "c1", "choices": [], "usage": USAGE}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
 
 SUMS = ("sums", "flaky", "dying")

@@ -114,6 +114,13 @@ def test_requests_land_with_source_eval_and_the_run_id(setup: Setup, run: EvalRu
     rows = stored(setup, "SELECT operation, count(*) AS n FROM requests WHERE run_id = ? AND pool = 'sums' "
                          "AND source = 'eval' GROUP BY operation ORDER BY operation", [run.run_id])  # fmt: skip
     assert rows == [{"operation": "chat", "n": 5}, {"operation": "text_completion", "n": ITEMS - 5}]
+    # asked for streamed (and put back together for scoring): the gateway timed the first token of each
+    timed = stored(setup, "SELECT count(ttft_s) AS ttft, count(tpot_s) AS tpot, count(*) AS n FROM requests "
+                          "WHERE run_id = ? AND pool = 'sums'", [run.run_id])  # fmt: skip
+    assert timed == [{"ttft": ITEMS, "tpot": ITEMS, "n": ITEMS}]
+    ours = f"eval-{run.run_id}-"
+    bodies = [r["body"] for r in setup.upstream.received if r["headers"].get("x-request-id", "").startswith(ours)]
+    assert bodies and all(b["stream"] and b["stream_options"] == {"include_usage": True} for b in bodies)
 
 
 def test_metrics_export_the_latest_eval(setup: Setup, run: EvalRun) -> None:
