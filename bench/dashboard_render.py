@@ -26,8 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from collector.store import Store
-from collector.store_reader import ReadOnlyStore
+from collector.store.embedded import Store
+from collector.store.readonly import ReadOnlyStore
 
 POOLS = ("ref", "bf16", "boost", "noisy")
 SPAN_S = 7 * 86400

@@ -149,9 +149,9 @@ def worker(args: argparse.Namespace) -> None:
     """The load generator as `inferwatch load` runs it, minus the CLI: one run, per-request values to a file."""
     import numpy.ma  # noqa: F401  numpy imports it lazily at the first median (~20 ms); vllm bench has it by then
 
-    from collector.loadgen import LoadConfig, run_load, summary_rows
-    from collector.records import Status
-    from collector.workloads import random_workload
+    from collector.loadgen.runner import LoadConfig, run_load, summary_rows
+    from collector.loadgen.workloads import random_workload
+    from collector.store.rows import Status
 
     items = random_workload(args.num_prompts, input_len=args.input_len, output_len=args.output_len, seed=args.seed)
     config = LoadConfig(
@@ -181,9 +181,9 @@ def same_process_cpu(args: argparse.Namespace) -> None:
     import numpy as np
     from vllm.benchmarks.lib.endpoint_request_func import RequestFuncInput, async_request_openai_completions
 
-    from collector.loadgen import LoadConfig, run_load, summary_rows
-    from collector.records import Status
-    from collector.workloads import random_workload
+    from collector.loadgen.runner import LoadConfig, run_load, summary_rows
+    from collector.loadgen.workloads import random_workload
+    from collector.store.rows import Status
     from inferwatch.report import print_table
 
     n, url = args.num_prompts, f"{args.base_url}/v1/completions"

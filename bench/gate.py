@@ -21,10 +21,10 @@ from pathlib import Path
 
 import duckdb
 
-from canary.judge.config import load_gate_config
-from canary.judge.data import Span
-from canary.judge.gate import run_gate
-from collector.store import Store
+from collector.store.embedded import Store
+from gate.config import load_gate_config
+from gate.data import Span
+from gate.judge import run_gate
 from inferwatch.report import print_table
 
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

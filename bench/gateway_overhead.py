@@ -6,7 +6,7 @@ its own, then, for each concurrency, runs the same seeded workload (random promp
 tokens, ignore_eos) direct, through the bare proxy and through the gateway, the order rotating between
 rounds, pooling the TTFTs of each side. The bare proxy tells what any extra hop costs on this machine
 (where the pools, the client and the hop share two cores); the gateway's own work is the rest.
-Client: collector/loadgen.py (aiohttp, the same on every side).
+Client: collector/loadgen/runner.py (aiohttp, the same on every side).
 Target (issue 3): gateway/direct TTFT p50 <= 1.03 and p99 <= 1.10.
 
     .venv/bin/python bench/gateway_overhead.py [--home var] [--pool ref] [--rounds 4] [--requests 64]
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from collector import daemon
-from collector.loadgen import LoadConfig, run_load
+from collector.loadgen.runner import LoadConfig, run_load
+from collector.loadgen.workloads import random_workload
 from collector.service import CollectorConfig
-from collector.workloads import random_workload
 from engine.lifecycle import EngineState
 from inferwatch.report import print_table
 

@@ -25,8 +25,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector.records import RequestRecord
-from collector.store import Store
+from collector.store.embedded import Store
+from collector.store.rows import RequestRecord
 
 
 def request_rows(count: int) -> list[dict[str, Any]]:

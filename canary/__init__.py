@@ -1,1 +1,1 @@
-"""Canary probes against pools, drift statistics and the rollout judge."""
+"""Canary probes against pools, drift statistics and A/A calibration."""

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from canary.probes import Probe
-from collector.completion_client import RequestFailed, post_json
+from collector.client.completions import RequestFailed, post_json
 
 
 class CanaryError(RuntimeError):

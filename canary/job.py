@@ -11,9 +11,9 @@ from canary.client import Target
 from canary.distributed import ray_collector
 from canary.probes import load_probe_sets
 from canary.runner import Calibration, CanaryConfig, CanaryRun, Log, collect_in_process, run_canary
-from collector.daemon import CollectorState
-from collector.load_job import served_models
-from collector.store_client import RemoteStore
+from collector.loadgen.job import served_models
+from collector.state import CollectorState
+from collector.store.door import connect
 from engine.lifecycle import EngineState
 from engine.specs import load_pools
 
@@ -58,7 +58,7 @@ def run_canary_job(
         collect_all=collect_in_process if job.in_process else ray_collector(engine.ray_address),
         recalibrate=job.recalibrate, log=log,
     )  # fmt: skip
-    with RemoteStore(collector.url) as store:
+    with connect(collector.url) as store:
         store.append("probes", run.probe_rows)
         store.append("drift", run.drift_rows)
         store.flush()

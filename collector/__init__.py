@@ -1,1 +1,3 @@
-"""Gateway, metrics scraper, cost model, DuckDB store, Prometheus/OTel export, alerts, load generator."""
+"""The collector: gateway, store, scraper, export, fleet reports, alerts, load generator and clients; the
+collector process (service, daemon).
+"""

@@ -3,70 +3,27 @@
 `up` starts `python -m collector.service` in its own session (so `down` signals exactly it), waits until
 /healthz answers, and records pid, URL and store in `<home>/collector.json`. `down` sends SIGTERM (the
 collector finishes requests in flight and flushes the store) and waits for the process to exit.
-`open_store` gives readers and writers the right door: the running collector's store service when the
-collector holds the file, else the file itself.
+Readers and writers reach the store through collector/store/door.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from collector.alerts.rules import load_alert_config
 from collector.service import CollectorConfig, load_fleet
-from collector.store import Store
-from collector.store_client import RemoteStore
-from collector.store_reader import ReadOnlyStore
+from collector.state import CollectorError, CollectorState, health
 from engine.lifecycle import port_is_free
 
 Log = Callable[[str], None]
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}  # collectors this process started, reaped by `down`
-
-
-class CollectorError(RuntimeError):
-    """The collector could not be started, reached or stopped; the message says why."""
-
-
-@dataclass(frozen=True)
-class CollectorState:
-    pid: int
-    url: str
-    store: str
-    log: str
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> CollectorState | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise CollectorError(f"{path}: unreadable collector state ({exc}); delete it") from None
-
-
-def health(url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
-    """The collector's /healthz answer, or None when nothing answers at `url`."""
-    try:
-        response = httpx.get(f"{url}/healthz", timeout=timeout_s)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
 
 
 def _is_ours(pid: int) -> bool:
@@ -150,21 +107,3 @@ def status(state_path: Path) -> tuple[CollectorState, dict[str, Any] | None]:
     if state is None:
         raise CollectorError(f"{state_path}: no collector recorded; start it with `inferwatch collector up`")
     return state, health(state.url) if _is_ours(state.pid) else None
-
-
-def open_store(store_path: Path, state_path: Path) -> Store | RemoteStore:
-    """The running collector's store service when it holds `store_path`, else the file itself."""
-    return _served(store_path, state_path) or Store(store_path)
-
-
-def open_reader(store_path: Path, state_path: Path) -> ReadOnlyStore | RemoteStore:
-    """For readers that must not hold the file (the dashboard): the collector's store service when it holds
-    `store_path`, else the file opened read-only for each query (collector/store_reader.py)."""
-    return _served(store_path, state_path) or ReadOnlyStore(store_path)
-
-
-def _served(store_path: Path, state_path: Path) -> RemoteStore | None:
-    state = CollectorState.load(state_path)
-    if state is not None and Path(state.store).resolve() == store_path.resolve() and health(state.url):
-        return RemoteStore(state.url)
-    return None

@@ -39,7 +39,7 @@ from types import TracebackType
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.store_api import RowSink
+from collector.store.protocols import RowSink
 from engine.lifecycle import EngineState
 
 log = logging.getLogger(__name__)

@@ -26,15 +26,15 @@ from starlette.routing import Route as HttpRoute
 
 from collector.alerts.job import AlertJob
 from collector.alerts.rules import load_alert_config
-from collector.export import GatewayMetrics
-from collector.fleet import pools_rows, query_latest_drift, query_latest_evals, query_latest_gates
-from collector.gateway import Gateway, GatewayConfig
-from collector.routes import Router, Split, routes_from
+from collector.export.metrics import GatewayMetrics
+from collector.export.tracing import RequestTracing, tracer_provider_from_env
+from collector.fleet.report import pools_rows, query_latest_drift, query_latest_evals, query_latest_gates
+from collector.gateway.proxy import Gateway, GatewayConfig
+from collector.gateway.routes import Router, Split, routes_from
+from collector.gateway.splits import split_routes
 from collector.scraper import Scraper, targets_from_engine
-from collector.split_admin import split_routes
-from collector.store import Store
-from collector.store_service import StoreService
-from collector.tracing import RequestTracing, tracer_provider_from_env
+from collector.store.embedded import Store
+from collector.store.service import StoreService
 from engine.lifecycle import EngineState
 from engine.specs import PoolSpec, load_pools
 

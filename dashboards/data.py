@@ -16,8 +16,9 @@ from typing import Any
 import duckdb
 import streamlit as st
 
-from collector.daemon import CollectorError, open_reader
-from collector.store import StoreError
+from collector.state import CollectorError
+from collector.store.door import open_reader
+from collector.store.embedded import StoreError
 from inferwatch.settings import Settings, SettingsError
 
 TTL_S = 10  # how long a query's answer is reused

@@ -23,7 +23,7 @@ GREEDY = "greedy@"
 
 
 def heatmap(latest: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """pool, metric, verdict, value and the verdict's colour (collector.fleet.query_latest_drift rows)."""
+    """pool, metric, verdict, value and the verdict's colour (collector.fleet.report.query_latest_drift rows)."""
     return pd.DataFrame(
         [{"pool": r["pool"], "metric": r["metric"], "verdict": r["verdict"], "value": r["value"],
           "colour": VERDICT_COLOURS.get(r["verdict"], VERDICT_COLOURS["nodata"])} for r in latest],

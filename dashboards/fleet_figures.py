@@ -1,5 +1,5 @@
 """The Fleet page's figures per pool and revision, their change against the previous window, and how they read.
-Pure: PoolReports in (collector/fleet.py), numbers and strings out."""
+Pure: PoolReports in (collector/fleet/report.py), numbers and strings out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-from collector.fleet import PoolReport
+from collector.fleet.report import PoolReport
 
 
 class Better(Enum):
@@ -58,7 +58,7 @@ def _ms(values: Sequence[float] | None, i: int) -> float | None:
 
 def pool_figures(report: PoolReport) -> PoolFigures:
     """req/s over the window (every request, failed ones too); latency percentiles of the ok requests (p50
-    and p99: indexes 0 and 2 of collector.fleet.PERCENTILES); the request-side prefix-cache hit ratio."""
+    and p99: indexes 0 and 2 of collector.fleet.report.PERCENTILES); the request-side prefix-cache hit ratio."""
     s = report.stats
     values: dict[str, float | None] = {
         "req_per_s": s.requests / report.window_s if report.window_s > 0 else None,

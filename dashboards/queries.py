@@ -1,4 +1,4 @@
-"""What the dashboard reads from the store: per-pool figures (collector/fleet.py) and the rows of the canary,
+"""What the dashboard reads from the store: per-pool figures (collector/fleet/report.py) and the rows of the canary,
 evals, gates and alerts tables, as Arrow tables or the fleet's own dataclasses. No Streamlit here.
 
 Every function takes a Queryable (a RemoteStore while the collector runs, else a ReadOnlyStore) and raises
@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from collector.fleet import (
+from collector.fleet.report import (
     PERCENTILES,
     PoolPrice,
     PoolReport,
@@ -23,7 +23,7 @@ from collector.fleet import (
     query_latest_drift,
     query_prices,
 )
-from collector.store_api import Queryable
+from collector.store.protocols import Queryable
 
 HISTORY_LIMIT = 500  # gates and alert rows shown, newest first
 
@@ -74,7 +74,7 @@ def prices(store: Queryable) -> dict[tuple[str, str | None], PoolPrice]:
 
 
 def latest_drift(store: Queryable) -> list[dict[str, Any]]:
-    """Per pool and metric, the verdict of its latest canary run (collector.fleet.query_latest_drift)."""
+    """Per pool and metric, the verdict of its latest canary run (collector.fleet.report.query_latest_drift)."""
     return query_latest_drift(store)
 
 

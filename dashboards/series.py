@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pyarrow as pa
 
-from collector.cost import pool_cost_usd, summarize_cost
-from collector.fleet import PoolPrice
+from collector.fleet.cost import pool_cost_usd, summarize_cost
+from collector.fleet.report import PoolPrice
 
 NICE_BUCKETS_S = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 

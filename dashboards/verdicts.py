@@ -72,7 +72,7 @@ class GateDetail:
 
 
 def gate_detail(detail_json: str) -> GateDetail:
-    """A gate's stored detail (canary/judge/gate.py gate_row) with one row per metric."""
+    """A gate's stored detail (gate/judge.py gate_row) with one row per metric."""
     d = json.loads(detail_json)
     metrics = pd.DataFrame(
         [{"metric": m["metric"], "group": m["group"], "result": m["classification"],

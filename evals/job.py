@@ -13,9 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from collector.load_job import gateway_pools
-from collector.store_api import StoreLike
-from collector.store_client import RemoteStore
+from collector.loadgen.job import gateway_pools
+from collector.store.door import connect
+from collector.store.protocols import StoreLike
 from engine.ray_tasks import RayTasks, ThreadTasks, ray_session
 from evals.compare import CompareConfig, PoolSummary, compare_run
 from evals.fanout import Tasks, fan_out
@@ -78,7 +78,7 @@ def run_eval_job(job: EvalJob, gateway_url: str, engine_ray_address: str | None 
         f"reference {job.reference}, {job.ask.concurrency} requests in flight per pool")  # fmt: skip
     results: dict[str, list[ItemResult]] = {pool: [] for pool in targets}
     with (
-        RemoteStore(gateway_url) as store,
+        connect(gateway_url) as store,
         tqdm(
             total=len(suite.items) * len(targets), unit="item", desc=f"eval {suite.name}", disable=not job.progress
         ) as bar,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from collector.store_api import Queryable
+from collector.store.protocols import Queryable
 from evals.compare import CompareConfig, Outcomes, PoolSummary, compare_run
 from evals.runner import ItemResult
 

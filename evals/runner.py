@@ -3,7 +3,7 @@ and scoring each answer. The only module of the evals that talks HTTP. Answers a
 gateway records TTFT and TPOT of eval requests (the rollout judges latency on them), and scored whole.
 
 A chunk of items runs in its own event loop with at most `concurrency` requests in flight (what one Ray task
-does, evals/job.py). Transient failures are retried (collector/completion_client.py) and every attempt is
+does, evals/job.py). Transient failures are retried (collector/client/completions.py) and every attempt is
 counted. When a pool fails `breaker` items in a row it is taken as down: the chunk's remaining items are not
 sent and are recorded with that error, and the next chunk starts with one probing request, so a pool that
 went away costs seconds, not a timeout per item, and a pool that comes back is asked again.
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from collector.completion_client import RequestFailed, post_json
+from collector.client.completions import RequestFailed, post_json
 from evals.scorers import score
 from evals.suites import Item
 

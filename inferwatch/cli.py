@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector.daemon import CollectorState
-from collector.load_job import DATASETS
+from collector.loadgen.job import DATASETS
 from collector.service import CollectorConfig
+from collector.state import CollectorError, CollectorState, health
+from collector.store.door import connect, open_store
 from engine.lifecycle import EngineConfig
 from inferwatch.settings import Settings, SettingsError
 
@@ -95,7 +96,7 @@ def collector_config(
 def cmd_collector(args: argparse.Namespace) -> int:
     from collector import daemon
     from collector.alerts.rules import AlertConfigError
-    from collector.routes import SplitError
+    from collector.gateway.routes import SplitError
     from inferwatch.report import print_table
 
     settings = _settings(args)
@@ -143,21 +144,19 @@ def parse_duration(text: str) -> float:
 
 
 def _running_collector(settings: Settings) -> CollectorState:
-    from collector import daemon
 
-    state = daemon.CollectorState.load(settings.collector_state)
-    if state is None or daemon.health(state.url) is None:
-        raise daemon.CollectorError(
+    state = CollectorState.load(settings.collector_state)
+    if state is None or health(state.url) is None:
+        raise CollectorError(
             f"no collector answers (state {settings.collector_state}); start it with `inferwatch collector up`"
         )
     return state
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from collector.fleet import table_rows
-    from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
-    from collector.loadgen import LoadConfig, error_rows, summary_rows
-    from collector.store_client import RemoteStore
+    from collector.fleet.report import table_rows
+    from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
+    from collector.loadgen.runner import LoadConfig, error_rows, summary_rows
     from inferwatch.report import print_table
 
     settings = _settings(args)
@@ -176,7 +175,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         raise SettingsError(f"inferwatch load: {exc}") from None
-    with RemoteStore(state.url) as store:
+    with connect(state.url) as store:
         result, reports = run_through_gateway(config, items, store)
     title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
     print_table(summary_rows(result), title=f"{title} (client side, ms)")
@@ -187,8 +186,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from collector.daemon import open_store
-    from collector.fleet import Window, fleet_report, table_rows
+    from collector.fleet.report import Window, fleet_report, table_rows
+    from collector.store.door import open_store
     from inferwatch.report import print_table
 
     settings = _settings(args)
@@ -257,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "run":
         return _eval_run(args, settings)
-    from collector.daemon import open_store
+    from collector.store.door import open_store
     from evals.job import import_lm_eval
     from evals.lm_eval_import import SamplesError
     from evals.results import compare_stored
@@ -329,11 +328,11 @@ def _engine_ray_address(settings: Settings) -> str | None:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from canary.judge import report
-    from canary.judge.config import GateConfigError, load_gate_config
-    from canary.judge.data import Span
-    from canary.judge.gate import judge_and_record
-    from collector.daemon import open_store
+    from collector.store.door import open_store
+    from gate import report
+    from gate.config import GateConfigError, load_gate_config
+    from gate.data import Span
+    from gate.judge import judge_and_record
     from inferwatch.report import print_table
 
     settings = _settings(args)
@@ -369,12 +368,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from canary.judge import report
-    from canary.judge.config import GateConfigError
-    from collector.store_client import RemoteStore
     from engine.lifecycle import EngineState
+    from gate import report
+    from gate.config import GateConfigError
+    from gate.rollout import RolloutPlan, run_rollout, step_rows
     from inferwatch.report import print_table
-    from inferwatch.rollout import RolloutPlan, run_rollout, step_rows
 
     settings = _settings(args)
     collector = _running_collector(settings)
@@ -384,7 +382,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             rate=args.rate, suite=args.suite, eval_limit=args.eval_limit, samples=args.samples,
             gate_config=args.config, promote_marginal=args.promote_marginal,
         )  # fmt: skip
-        with RemoteStore(collector.url) as store:
+        with connect(collector.url) as store:
             result = run_rollout(plan, EngineState.load(settings.engine_state), collector, store, settings.home,
                                  settings.prices, log=_log)  # fmt: skip
     except (ValueError, GateConfigError) as exc:
@@ -399,7 +397,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from collector import daemon
     from collector.alerts.job import active_rows, change_rows, check_once, delivery_rows
     from collector.alerts.rules import DEFAULT_RULES, AlertConfigError, load_alert_config
     from inferwatch.report import print_table
@@ -411,17 +408,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         raise SettingsError(str(exc)) from None
     if not settings.store_path.exists():
         raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
-    state = daemon.CollectorState.load(settings.collector_state)
-    health = daemon.health(state.url) if state else None
-    if state and health and health.get("alerts") and Path(state.store).resolve() == settings.store_path.resolve():
-        raise daemon.CollectorError(
-            f"the collector at {state.url} evaluates the alert rules {health['alerts']} on this store already; "
+    state = CollectorState.load(settings.collector_state)
+    answer = health(state.url) if state else None
+    if state and answer and answer.get("alerts") and Path(state.store).resolve() == settings.store_path.resolve():
+        raise CollectorError(
+            f"the collector at {state.url} evaluates the alert rules {answer['alerts']} on this store already; "
             "a second evaluator would notify twice. Read its `alerts` table, or restart it without --alert-rules"
         )
-    store = daemon.open_store(settings.store_path, settings.collector_state)
+    store = open_store(settings.store_path, settings.collector_state)
     try:
         result = check_once(store, config, deliver_within_s=args.deliver_within,
-                            external_url=state.url if state and health else "")  # fmt: skip
+                            external_url=state.url if state and answer else "")  # fmt: skip
     finally:
         store.close()
     print_table(change_rows(result.evaluation.changes), title="what changed in this evaluation")

@@ -19,28 +19,28 @@ import httpx
 from pydantic import SecretStr
 
 from canary.job import CanaryJob, run_canary_job, verdict_rows
-from canary.judge import report as gate_report
-from canary.judge.config import load_gate_config
-from canary.judge.data import Span
-from canary.judge.gate import GateResult, judge_and_record
 from collector import daemon
 from collector.alerts.job import CheckResult, active_rows, check_once, delivery_rows
 from collector.alerts.receiver import WebhookReceiver, received_rows
 from collector.alerts.rules import Receiver, load_alert_config
 from collector.alerts.signing import new_secret
-from collector.daemon import CollectorState
-from collector.fleet import PoolReport, table_rows
-from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
-from collector.loadgen import LoadConfig, LoadResult, error_rows
+from collector.fleet.report import PoolReport, table_rows
+from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
+from collector.loadgen.runner import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
-from collector.store_api import StoreLike
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.door import connect
+from collector.store.protocols import StoreLike
 from dashboards.launch import start_streamlit, stop
 from engine import lifecycle
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineError, EngineState, port_is_free
 from engine.specs import load_pools
 from evals.job import EvalJob, run_eval_job
+from gate import report as gate_report
+from gate.config import load_gate_config
+from gate.data import Span
+from gate.judge import GateResult, judge_and_record
 from inferwatch.report import print_eval, print_table
 from inferwatch.settings import Settings
 from inferwatch.summary import closing_rows
@@ -110,7 +110,7 @@ def load_burst(collector: CollectorState, burst: Burst) -> tuple[LoadResult, lis
         f"{collector.url}/v1", served_models(collector.url), num_requests=burst.requests, rate=burst.rate,
         max_concurrency=burst.max_concurrency, seed=burst.seed, progress=True,
     )  # fmt: skip
-    with RemoteStore(collector.url) as store:
+    with connect(collector.url) as store:
         return run_through_gateway(config, items, store)
 
 
@@ -181,7 +181,7 @@ def run_demo(
     log(f"eval: suite {evals.suite} on every pool through the gateway, each item compared with {evals.reference}")
     checked = run_eval_job(evals, gateway.url, state.ray_address, log=log)
     print_eval(checked.run_id, checked.suite, checked.reference, checked.summaries)
-    with RemoteStore(gateway.url) as store:
+    with connect(gateway.url) as store:
         gates = gate_every_pool(store, canary.reference, [p.name for p in state.pools], Span(started, _now()))
         print_table(gate_report.summary_rows(gates), title=f"gate: every pool against {canary.reference} over this "
                     "demo's load, canary and eval (exit 0 pass, 1 fail, 2 marginal)")  # fmt: skip

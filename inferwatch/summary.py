@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from canary.judge.gate import GateResult
 from canary.runner import CanaryRun
-from collector.fleet import PoolReport, ms_at
+from collector.fleet.report import PoolReport, ms_at
 from evals.compare import PoolSummary
+from gate.judge import GateResult
 
 
 def _drift(run: CanaryRun, pool: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 
 from canary.job import CanaryJob
 from collector import daemon
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.remote import RemoteStore
 from dashboards.launch import stop
 from engine.arith import sample_problems
 from engine.lifecycle import EngineConfig, EngineState
@@ -76,7 +77,7 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         assert re.search(r"│ InferwatchDrift\s+│ pool=boost\s+│ critical\s+│ firing", active), active
         received = out[out.index("what the webhook receiver got") :]
         assert re.search(r"│ msg_\w+\s+│\s+200 │ firing\s+│\s+\d+ │[^│]*│ ok\s+│", received), received
-        with RemoteStore(daemon.CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
+        with RemoteStore(CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
             (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
             assert n == 16
             gate_rows = store.query("SELECT candidate, exit_code FROM gates ORDER BY candidate").to_pylist()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from canary.analysis import DriftResult, Verdict
-from canary.judge.data import Span
-from canary.judge.gate import GateResult, GateVerdict
 from canary.runner import Calibration, CanaryRun
 from canary.runner import PoolReport as DriftReport
-from collector.fleet import PoolReport, PoolStats
+from collector.fleet.report import PoolReport, PoolStats
 from evals.compare import PoolSummary
 from evals.compare import Verdict as EvalVerdict
+from gate.data import Span
+from gate.judge import GateResult, GateVerdict
 from inferwatch.summary import closing_rows
 
 T = datetime(2026, 11, 23, tzinfo=UTC)

@@ -32,7 +32,7 @@ from collector.alerts.outbox import (
 from collector.alerts.payload import Notification, notifications
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
-from collector.store_api import StoreLike
+from collector.store.protocols import StoreLike
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]

@@ -18,7 +18,7 @@ from typing import Any
 
 from collector.alerts.evaluate import ACTIVE, Alert, AlertStatus, Change
 from collector.alerts.payload import Notification
-from collector.store_api import StoreLike
+from collector.store.protocols import StoreLike
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class AlertConfigError(ValueError):
 
 
 class Metric(StrEnum):
-    ttft_p50 = "ttft_p50"  # seconds, over the ok requests of the window (collector/fleet.py)
+    ttft_p50 = "ttft_p50"  # seconds, over the ok requests of the window (collector/fleet/report.py)
     ttft_p90 = "ttft_p90"
     ttft_p99 = "ttft_p99"
     tpot_p50 = "tpot_p50"

@@ -1,6 +1,6 @@
 """What each rule's metric reads in the store now: one Sample per subject, or no value with the reason.
 
-Request metrics come from collector/fleet.py over the rule's window ending now (one query set per distinct
+Request metrics come from collector/fleet/report.py over the rule's window ending now (one query set per distinct
 window), per pool and revision; drift, eval and gate metrics from the latest verdicts the store holds.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from collector.alerts.evaluate import Sample
 from collector.alerts.rules import Metric, Rule
-from collector.export import UNKNOWN
-from collector.fleet import (
+from collector.export.metrics import UNKNOWN
+from collector.fleet.report import (
     PERCENTILES,
     PoolReport,
     Window,
@@ -23,7 +23,7 @@ from collector.fleet import (
     query_latest_evals,
     query_latest_gates,
 )
-from collector.store_api import Queryable
+from collector.store.protocols import Queryable
 
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 GATE_FAILED = 1  # the gate's exit code for fail (DESIGN.md "Judge")

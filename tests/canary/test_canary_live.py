@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.daemon import CollectorState
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.door import connect
 from engine.lifecycle import EngineState
 from tests.conftest import inferwatch
 
@@ -53,7 +53,7 @@ def test_fault_pools_drift_and_bfloat16_does_not(canary_home: Path, live_collect
     assert all(v != "drift" for (pool, _), v in got.items() if pool == "bf16"), done.stdout
     assert "drifting: boost, noisy" in done.stdout
     run_id = re.search(r"canary (\w+): each pool", done.stdout).group(1)  # type: ignore[union-attr]
-    with RemoteStore(live_collector.url) as store:
+    with connect(live_collector.url) as store:
         drift = store.query("SELECT pool, metric, verdict FROM drift WHERE run_id = ?", [run_id]).to_pylist()
         probes = store.query("SELECT count(*) AS n FROM probes WHERE run_id = ?", [run_id]).column("n")[0].as_py()
         canary_requests = (

@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from collector import daemon
-from collector.daemon import CollectorState
 from collector.service import CollectorConfig
+from collector.state import CollectorState
 from engine.lifecycle import EngineState, PoolEndpoint
 from tests.conftest import DATA, free_port
 

@@ -23,7 +23,7 @@ from collector.scraper import (
     prefix_cache_hit_ratio,
     targets_from_engine,
 )
-from collector.store import Store
+from collector.store.embedded import Store
 from engine.lifecycle import EngineState, PoolEndpoint
 from tests.conftest import free_port
 

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from collector.store import Store
+from collector.store.embedded import Store
 from dashboards.launch import APP
 from tests.dashboards.seed import seed
 

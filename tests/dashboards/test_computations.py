@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from collector.fleet import PoolPrice
+from collector.fleet.report import PoolPrice
 from dashboards.drift_view import Output, divergences
 from dashboards.fleet_figures import FIGURES, PoolFigures, changes, show, show_change
 from dashboards.series import bucket_seconds, cost_frame

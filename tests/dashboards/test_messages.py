@@ -14,10 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from collector import daemon
-from collector.daemon import CollectorState
-from collector.schema import MIGRATIONS
-from collector.store import Store
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.door import connect
+from collector.store.embedded import Store
+from collector.store.schema import MIGRATIONS
 from dashboards.data import HINTS
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
 from tests.conftest import free_port
@@ -59,7 +59,8 @@ def test_an_older_store_without_the_later_tables(tmp_path: Path, monkeypatch: py
 @pytest.fixture
 def writer_elsewhere(seeded: Path) -> Iterator[Path]:
     """Another process holds the seeded store as its writer (a collector that is starting, say)."""
-    code = "import sys, time; from collector.store import Store; s = Store(sys.argv[1]); print('open', flush=True); " \
+    code = "import sys, time; from collector.store.embedded import Store; s = Store(sys.argv[1]); " \
+           "print('open', flush=True); " \
            "time.sleep(120)"  # fmt: skip
     holder = subprocess.Popen([sys.executable, "-c", code, str(seeded)], stdout=subprocess.PIPE, text=True)
     try:
@@ -86,7 +87,7 @@ def test_reading_does_not_keep_the_store_from_its_writer(app: OpenApp, seeded: P
     for page in PAGES:
         app(page)
     # a collector starting now opens the file as its writer: nothing of the dashboard holds it
-    code = "import sys; from collector.store import Store; Store(sys.argv[1]).close(); print('opened')"
+    code = "import sys; from collector.store.embedded import Store; Store(sys.argv[1]).close(); print('opened')"
     done = subprocess.run([sys.executable, "-c", code, str(seeded)], capture_output=True, text=True, check=False)
     assert done.stdout.strip() == "opened", done.stderr
 
@@ -103,7 +104,7 @@ def test_through_a_running_collector(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with FaultyUpstream() as upstream:
         state = start_collector(tmp_path, upstream)
         try:
-            with RemoteStore(state.url) as store:
+            with connect(state.url) as store:
                 seed(store, datetime.now(UTC))
                 store.flush()
             open_app = app_on(Path(state.store), tmp_path, monkeypatch)

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.daemon import CollectorState
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.door import connect
 from engine.lifecycle import EngineState
 from tests.conftest import inferwatch
 
@@ -49,7 +49,7 @@ def test_arith_suite_flags_the_numeric_fault_and_not_bfloat16(eval_home: Path, l
     assert got["bf16"]["verdict"] in ("pass", "inconclusive"), done.stdout
     assert all(got[p]["errors"] == "0" for p in ("ref", "bf16", "noisy")), done.stdout
     run_id = re.search(r"eval (\w+): arith-v1", done.stdout).group(1)  # type: ignore[union-attr]
-    with RemoteStore(live_collector.url) as store:
+    with connect(live_collector.url) as store:
         store.flush()
         items = store.query("SELECT pool, count(*) AS n FROM eval_items WHERE run_id = ? GROUP BY pool ORDER BY pool",
                             [run_id]).to_pylist()  # fmt: skip

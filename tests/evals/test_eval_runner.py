@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from collector import daemon
-from collector.daemon import CollectorState
-from collector.store_client import RemoteStore
+from collector.state import CollectorState
+from collector.store.door import connect
 from evals.compare import Verdict
 from evals.job import EvalJob, EvalRun, run_eval_job
 from evals.runner import AskConfig
@@ -57,7 +57,7 @@ def run(setup: Setup) -> EvalRun:
 
 
 def stored(setup: Setup, sql: str, params: list[object] | None = None) -> list[dict[str, object]]:
-    with RemoteStore(setup.collector.url) as store:
+    with connect(setup.collector.url) as store:
         store.flush()
         return store.query(sql, params).to_pylist()
 

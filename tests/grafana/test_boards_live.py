@@ -21,10 +21,10 @@ import httpx
 import pytest
 import yaml
 
-from collector.daemon import CollectorState
-from collector.load_job import WorkloadSpec, build_workload, run_through_gateway, served_models
-from collector.loadgen import LoadConfig
-from collector.store_client import RemoteStore
+from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
+from collector.loadgen.runner import LoadConfig
+from collector.state import CollectorState
+from collector.store.door import connect
 from engine.lifecycle import EngineState
 from tests.conftest import free_port
 from tests.dashboards.seed import canary, evals, gates
@@ -90,7 +90,7 @@ def burst(collector: CollectorState) -> None:
     """Load through the gateway on every pool, and the verdict rows the drift and gate gauges come from."""
     config = LoadConfig(f"{collector.url}/v1", served_models(collector.url), num_requests=48, rate=24.0, seed=3)
     now = datetime.now(UTC)
-    with RemoteStore(collector.url) as store:
+    with connect(collector.url) as store:
         run_through_gateway(config, build_workload(WorkloadSpec(dataset="mixed", count=48, output_len=8)), store)
         for table, rows in [*canary(now), ("eval_runs", evals(now)), ("gates", gates(now))]:
             store.append(table, rows)

@@ -17,8 +17,10 @@ from collector.alerts.job import check_once
 from collector.alerts.outbox import load_pending
 from collector.alerts.receiver import WebhookReceiver
 from collector.alerts.rules import AlertConfig, AlertConfigError
-from collector.store import Store
-from collector.store_client import RemoteStore
+from collector.state import health
+from collector.store.door import connect
+from collector.store.embedded import Store
+from collector.store.remote import RemoteStore
 from tests.collector.alerts.reference import reference_verify
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
 from tests.conftest import free_port
@@ -69,7 +71,7 @@ def test_a_receiver_down_across_a_collector_restart_gets_the_alert_after(
     with FaultyUpstream() as upstream:
         state = start_collector(tmp_path, upstream, **config)
         try:
-            assert daemon.health(state.url)["alerts"] == str(rules)  # type: ignore[index]
+            assert health(state.url)["alerts"] == str(rules)  # type: ignore[index]
             for i in range(4):  # the fault pool answers 500 (the gateway records errors); the ok pool answers
                 for pool in ("err500", "ok"):
                     body = {"model": f"arith@{pool}", "prompt": "1+2=", "max_tokens": 3}
@@ -116,7 +118,7 @@ def test_check_once_through_a_running_collector_as_the_cli_and_the_demo_do(tmp_p
     with FaultyUpstream() as upstream, WebhookReceiver() as hook:
         state = start_collector(tmp_path, upstream, flush_interval_s=0.2)  # no alert rules: it does not evaluate
         try:
-            assert daemon.health(state.url)["alerts"] is None  # type: ignore[index]
+            assert health(state.url)["alerts"] is None  # type: ignore[index]
             for i in range(3):
                 body = {"model": "arith@err500", "prompt": "1+2=", "max_tokens": 3}
                 httpx.post(f"{state.url}/v1/completions", json=body, headers={"x-request-id": f"e-{i}"}, timeout=30)
@@ -124,7 +126,7 @@ def test_check_once_through_a_running_collector_as_the_cli_and_the_demo_do(tmp_p
                 "rules": [{"name": "ErrorsHigh", "metric": "error_rate", "window": "1h", "condition": "> 0.05"}],
                 "receivers": [{"name": "local", "url": hook.url, "secret": SECRET}],
             })  # fmt: skip
-            with RemoteStore(state.url) as store:
+            with connect(state.url) as store:
                 store.flush()  # the gateway's rows are written at the next flush
                 done = check_once(store, config, external_url=state.url)
                 assert [(c.alert.labels["pool"], c.alert.status.value) for c in done.evaluation.changes] == [

@@ -22,7 +22,7 @@ from collector.alerts.outbox import Pending, history, load_pending
 from collector.alerts.payload import Notification
 from collector.alerts.receiver import Reply, WebhookReceiver
 from collector.alerts.rules import AlertConfig, DeliveryPolicy
-from collector.store import Store
+from collector.store.embedded import Store
 from tests.collector.alerts.reference import reference_verify
 from tests.conftest import free_port
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from collector.alerts.job import active_rows, change_rows, check_once, delivery_rows
 from collector.alerts.receiver import WebhookReceiver, received_rows
 from collector.alerts.rules import AlertConfig, Receiver
-from collector.store import Store
+from collector.store.embedded import Store
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 RULES = {"rules": [{"name": "Drift", "metric": "drift", "condition": "> 0", "severity": "critical",

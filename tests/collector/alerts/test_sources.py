@@ -12,7 +12,7 @@ import pytest
 from collector.alerts.evaluate import Sample
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
-from collector.store import Store
+from collector.store.embedded import Store
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

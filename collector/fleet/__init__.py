@@ -1,0 +1,1 @@
+"""Per-pool fleet figures over a window (report) and what serving costs (cost)."""

@@ -1,0 +1,1 @@
+"""The load generator: arrival schedules, seeded workloads, the runner, and `inferwatch load` as a job."""

@@ -1,0 +1,1 @@
+"""The rollout judge (Kayenta-style: config, data, classify, judge, report) and the rollout that acts on it."""

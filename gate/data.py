@@ -1,0 +1,122 @@
+"""What the judge reads from the store for a baseline and a candidate pool over a window (the only I/O of the
+judge): per-request values (a seeded sample when the window holds more than `max_samples`), request and
+error counts, the latest eval run with both pools, and the latest canary run of the candidate against the
+baseline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from collector.store.protocols import Queryable
+
+VALUE_COLUMNS = {
+    "ttft": "ttft_s",
+    "tpot": "tpot_s",
+    "e2e": "e2e_s",
+    "cost_per_mtok": "cost_usd * 1e6 / nullif(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0), 0)",
+    "cache_hit_ratio": "cached_tokens::DOUBLE / nullif(prompt_tokens, 0)",
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    """Requests started in [start, end). `value_sources`: read the latency and cost values only from requests
+    of these sources (the error rate always counts every request): a rollout judges them on the eval requests,
+    which both pools got alike (gate/rollout.py MEASURED_ALIKE), because a pool's latency and cost per
+    token (busy time shared among the requests in flight) depend on how much load it has."""
+
+    start: datetime
+    end: datetime
+    value_sources: tuple[str, ...] = ()
+
+
+@dataclass
+class PoolData:
+    pool: str
+    requests: int = 0
+    errors: int = 0
+    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> successful requests' values
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    run_id: str
+    suite: str
+    baseline: dict[str, bool | None]  # item -> correct
+    candidate: dict[str, bool | None]
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    metric: str
+    value: float | None
+    band_high: float | None
+    p_value: float | None
+    verdict: str
+    evidence: dict[str, Any]
+
+
+def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: int = 7) -> PoolData:
+    counts = store.query(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'ok') AS errors FROM requests "
+        "WHERE pool = ? AND started_at >= ? AND started_at < ?",
+        [pool, span.start, span.end],
+    ).to_pylist()[0]
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in VALUE_COLUMNS.items())
+    sources = f"AND source IN ({', '.join('?' * len(span.value_sources))})" if span.value_sources else ""
+    table = store.query(
+        f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = 'ok' AND started_at >= ? "
+        f"AND started_at < ? {sources}) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
+        [pool, span.start, span.end, *span.value_sources],
+    )
+    values = {name: [v for v in table.column(name).to_pylist() if v is not None] for name in VALUE_COLUMNS}
+    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)
+
+
+def latest_eval_pairs(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> list[EvalPair]:
+    """Per suite (or only `suite`), the items of the latest eval run in the window that both pools took part in."""
+    suite_filter = "AND suite = ?" if suite else ""
+    params: list[Any] = [baseline, candidate, span.start, span.end, *([suite] if suite else [])]
+    latest = store.query(
+        "SELECT suite, arg_max(run_id, t) AS run_id FROM (SELECT run_id, suite, max(recorded_at) AS t FROM eval_items "
+        f"WHERE pool IN (?, ?) AND recorded_at >= ? AND recorded_at < ? {suite_filter} GROUP BY run_id, suite "
+        "HAVING count(DISTINCT pool) = 2) GROUP BY suite ORDER BY suite",
+        params,
+    ).to_pylist()
+    pairs = []
+    for row in latest:
+        rows = store.query(
+            "SELECT pool, item_id, arg_max(correct, recorded_at) AS correct FROM eval_items "
+            "WHERE run_id = ? AND suite = ? AND pool IN (?, ?) GROUP BY pool, item_id",
+            [row["run_id"], row["suite"], baseline, candidate],
+        ).to_pylist()
+        items: dict[str, dict[str, bool | None]] = {baseline: {}, candidate: {}}
+        for item in rows:
+            items[item["pool"]][item["item_id"]] = item["correct"]
+        pairs.append(EvalPair(row["run_id"], row["suite"], items[baseline], items[candidate]))
+    return pairs
+
+
+def latest_drift(store: Queryable, baseline: str, candidate: str, span: Span) -> tuple[str, list[DriftRow]] | None:
+    """The drift rows of the latest canary run in the window that compared the candidate with the baseline."""
+    latest = store.query(
+        "SELECT run_id FROM probes WHERE reference_pool = ? AND pool = ? AND recorded_at >= ? AND recorded_at < ? "
+        "GROUP BY run_id ORDER BY max(recorded_at) DESC LIMIT 1",
+        [baseline, candidate, span.start, span.end],
+    ).to_pylist()
+    if not latest:
+        return None
+    run_id = latest[0]["run_id"]
+    rows = store.query(
+        "SELECT metric, value, band_high, p_value, verdict, evidence_json FROM drift WHERE run_id = ? AND pool = ? "
+        "ORDER BY metric",
+        [run_id, candidate],
+    ).to_pylist()
+    return run_id, [
+        DriftRow(r["metric"], r["value"], r["band_high"], r["p_value"], r["verdict"],
+                 json.loads(r["evidence_json"]) if r["evidence_json"] else {})
+        for r in rows
+    ]  # fmt: skip

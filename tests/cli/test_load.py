@@ -1,0 +1,95 @@
+"""`inferwatch load` and `inferwatch fleet` as a user runs them, against a collector in front of a scripted upstream."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector import daemon
+from collector.fleet.report import Window, fleet_report
+from collector.loadgen.job import WorkloadSpec, build_workload
+from collector.state import CollectorState
+from collector.store.door import connect
+from inferwatch.cli import parse_duration
+from tests.collector.faulty_upstream import FaultyUpstream, start_collector
+from tests.conftest import inferwatch
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, CollectorState]]:
+    home = tmp_path_factory.mktemp("cli-load")
+    with FaultyUpstream() as upstream:
+        state = start_collector(home, upstream, flush_interval_s=0.2)
+        yield home, state
+        daemon.down(home / "collector.json")
+
+
+def test_durations() -> None:
+    assert [parse_duration(t) for t in ("90s", "15m", "2h", "1d", "30", "0.5m")] == [90, 900, 7200, 86400, 30, 30]
+    for bad in ("", "m", "fifteen", "-5m", "0s"):
+        with pytest.raises(argparse.ArgumentTypeError, match="duration"):
+            parse_duration(bad)
+
+
+def test_mixed_workload_alternates_prefix_and_arith() -> None:
+    items = build_workload(WorkloadSpec(dataset="mixed", count=5, prefix_len=256, seed=3))
+    assert len(items) == 5
+    assert [item.expected is None for item in items] == [True, False, True, False, True]
+    assert items[0].prompt_tokens == 1 + 256 + 16 and items[1].prompt.endswith("=")
+
+
+def test_load_reports_each_pool_and_the_rows_land_in_the_store(collector: tuple[Path, CollectorState]) -> None:
+    home, state = collector
+    done = inferwatch("load", "--home", str(home), "--pools", "ok,err500", "--num-requests", "10",
+                      "--dataset", "arith", "--rate", "50", "--seed", "1", timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = re.search(r"load run (\w+): 10 requests", done.stdout)
+    assert run, done.stdout
+    assert "HTTP 502" in done.stdout and "err500" in done.stdout  # the error table names the pool and the cause
+    with connect(state.url) as store:
+        reports = {r.stats.pool: r for r in fleet_report(store, Window(run_id=run.group(1)))}
+    # round-robin over two pools: 5 each; the scripted pool answers 3 completion tokens of a 7-token prompt
+    assert (reports["ok"].stats.requests, reports["ok"].stats.errors, reports["ok"].stats.completion_tokens) == (
+        5,
+        0,
+        15,
+    )
+    assert (reports["err500"].stats.requests, reports["err500"].stats.errors) == (5, 5)
+    ok = reports["ok"]
+    # the collector recorded the cpu price of data/prices.yaml for the pool at start-up
+    assert ok.window_cost_usd == pytest.approx(0.0893 * ok.window_s / 3600)
+    assert ok.usd_per_m_output_tokens == pytest.approx(ok.window_cost_usd / 15 * 1e6)
+    assert ok.request_cache_hit_ratio == 0.0
+
+    fleet = inferwatch("fleet", "--home", str(home), "--store", state.store, "--run", run.group(1))
+    assert fleet.returncode == 0, fleet.stderr
+    assert re.search(r"│ ok\s+│ rev-ok", fleet.stdout) and "err500" in fleet.stdout
+
+
+def test_load_names_pools_that_do_not_exist(collector: tuple[Path, CollectorState]) -> None:
+    home, _ = collector
+    done = inferwatch("load", "--home", str(home), "--pools", "ok,nope", "--num-requests", "2")
+    assert done.returncode == 1
+    assert "no pool 'nope'" in done.stderr and "pools are ok, err500" in done.stderr
+
+
+def test_bad_load_settings_exit_3_naming_the_flag(collector: tuple[Path, CollectorState]) -> None:
+    home, _ = collector
+    done = inferwatch("load", "--home", str(home), "--dataset", "random", "--input-len", "600", "--num-requests", "2")
+    assert done.returncode == 3 and "max_model_len" in done.stderr
+    assert inferwatch("load", "--home", str(home), "--duration", "soon").returncode == 2
+
+
+def test_without_a_collector_load_says_how_to_start_it(tmp_path: Path) -> None:
+    done = inferwatch("load", "--home", str(tmp_path), "--num-requests", "2")
+    assert done.returncode == 1 and "inferwatch collector up" in done.stderr
+
+
+def test_fleet_without_a_store_says_what_to_do(tmp_path: Path) -> None:
+    done = inferwatch("fleet", "--home", str(tmp_path))
+    assert done.returncode == 3 and "no store there yet" in done.stderr
+    assert not (tmp_path / "inferwatch.duckdb").exists()

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from collector.gateway.relay import MalformedStream, StreamRelay
+
+# What a vLLM pool streams for a 2-token completion, with include_usage (as the gateway asks) ...
+WITH_USAGE = (
+    b'data: {"id":"c1","choices":[{"index":0,"text":"4","finish_reason":null}]}\n\n'
+    b'data: {"id":"c1","choices":[{"index":0,"text":"6","finish_reason":null}]}\n\n'
+    b'data: {"id":"c1","choices":[{"index":0,"text":"","finish_reason":"stop"}]}\n\n'
+    b'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,'
+    b'"prompt_tokens_details":{"cached_tokens":0}},"system_fingerprint":"vllm-0.32.0"}\n\n'
+    b"data: [DONE]\n\n"
+)
+# ... and what it streams to a client that did not ask for usage: the fingerprint sits on the finish event.
+WITHOUT_USAGE = (
+    b'data: {"id":"c1","choices":[{"index":0,"text":"4","finish_reason":null}]}\n\n'
+    b'data: {"id":"c1","choices":[{"index":0,"text":"6","finish_reason":null}]}\n\n'
+    b'data: {"id":"c1","choices":[{"index":0,"text":"","finish_reason":"stop"}],"system_fingerprint":"vllm-0.32.0"}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def relay_all(relay: StreamRelay, data: bytes, piece: int) -> bytes:
+    """Feed `data` in pieces of `piece` bytes at t = 0, 1, 2 ... ns."""
+    out = b"".join(relay.feed(data[i : i + piece], i // piece) for i in range(0, len(data), piece))
+    return out + relay.end()
+
+
+@pytest.mark.parametrize("piece", [1, 7, 10_000])
+def test_usage_asked_for_the_client_is_removed_again_byte_for_byte(piece: int) -> None:
+    relay = StreamRelay(strip_usage=True)
+    assert relay_all(relay, WITH_USAGE, piece) == WITHOUT_USAGE
+    assert relay.seen.usage == {
+        "prompt_tokens": 7,
+        "completion_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
+    assert relay.seen.finish_reason == "stop"
+    assert relay.seen.done
+    assert len(relay.seen.content_ns) == 3  # the finish event is the third token (EOS decodes to "")
+
+
+def test_a_client_that_asked_for_usage_gets_the_stream_unchanged() -> None:
+    relay = StreamRelay(strip_usage=False)
+    assert relay_all(relay, WITH_USAGE, 10_000) == WITH_USAGE
+
+
+def test_content_events_are_stamped_when_they_arrive() -> None:
+    relay = StreamRelay(strip_usage=True)
+    events = WITH_USAGE.split(b"\n\n")
+    stamps = [100, 250, 400, 410, 420]
+    for event, now in zip(events, stamps, strict=False):
+        relay.feed(event + b"\n\n", now)
+    assert relay.seen.content_ns == [100, 250, 400]  # the usage event and [DONE] carry no token
+
+
+def test_chat_deltas_count_as_content_and_the_role_event_does_not() -> None:
+    relay = StreamRelay(strip_usage=False)
+    relay.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n', 5)
+    relay.feed(b'data: {"choices":[{"index":0,"delta":{"content":"3"}}]}\n\n', 9)
+    assert relay.seen.content_ns == [9]
+
+
+def test_an_error_event_from_the_pool_is_forwarded_and_noted() -> None:
+    relay = StreamRelay(strip_usage=True)
+    event = b'data: {"error":{"message":"out of KV cache","code":500}}\n\n'
+    assert relay.feed(event, 1) == event
+    assert relay.seen.error == "out of KV cache"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"data: {not json\n\n", "data is not JSON"),
+        (b"data: [1, 2]\n\n", "data is not a JSON object"),
+    ],
+)
+def test_malformed_events_raise(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedStream, match=message):
+        StreamRelay(strip_usage=True).feed(data, 1)
+
+
+def test_good_events_before_a_malformed_one_are_still_forwarded() -> None:
+    good = b'data: {"choices":[{"index":0,"text":"4"}]}\n\n'
+    with pytest.raises(MalformedStream) as info:
+        StreamRelay(strip_usage=True).feed(good + b"data: {oops\n\n", 1)
+    assert info.value.forward == good
+
+
+def test_a_stream_cut_inside_an_event_is_malformed() -> None:
+    relay = StreamRelay(strip_usage=True)
+    relay.feed(b'data: {"choices":[{"text":"4"', 1)
+    with pytest.raises(MalformedStream, match="stream ended inside an event"):
+        relay.end()

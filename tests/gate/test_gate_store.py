@@ -1,0 +1,131 @@
+"""`inferwatch gate` on a real DuckDB store filled with synthetic rows: a slower, failing, regressed and drifting
+candidate fails naming the critical metric; an identical one passes; an empty window is never a pass; the
+verdict is stored; bad options exit 3."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.store.embedded import Store
+from gate.config import load_gate_config
+from gate.data import Span
+from gate.judge import GateVerdict, run_gate
+from tests.conftest import inferwatch
+
+NOW = datetime.now(UTC)
+
+
+def requests(pool: str, ttft_scale: float, errors: int, n: int = 200, seed: int = 0) -> list[dict[str, object]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        ttft = float(ttft_scale * rng.lognormal(np.log(0.05), 0.2))
+        rows.append({
+            "id": f"{pool}-{i}", "pool": pool, "source": "load", "started_at": NOW - timedelta(seconds=60 + i),
+            "status": "error" if i < errors else "ok", "ttft_s": ttft, "tpot_s": 0.01, "e2e_s": ttft + 0.05,
+            "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 0, "cost_usd": 1e-6,
+        })  # fmt: skip
+    return rows
+
+
+def evals(pool: str, wrong: int, run_id: str = "ev1", n: int = 300) -> list[dict[str, object]]:
+    return [{"run_id": run_id, "pool": pool, "suite": "arith-v1", "item_id": f"i{i}", "correct": i >= wrong,
+             "recorded_at": NOW - timedelta(seconds=30)} for i in range(n)]  # fmt: skip
+
+
+def canary(pool: str, unexpected: bool) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    at = NOW - timedelta(seconds=20)
+    probes = [{"run_id": "cn1", "pool": pool, "reference_pool": "ref", "probe_id": "p1", "mode": "greedy@1",
+               "tokens_json": "[]", "recorded_at": at}]  # fmt: skip
+    drift = [{"run_id": "cn1", "pool": pool, "metric": metric, "value": value, "band_high": 0.0, "p_value": 0.01,
+              "verdict": verdict, "evidence_json": json.dumps({"mode": "greedy", "evidence": f"{metric} evidence"}),
+              "recorded_at": at}
+             for metric, value, verdict in (("unexpected_chars", 0.2 if unexpected else 0.0,
+                                             "drift" if unexpected else "ok"), ("tf_mean_kl", 0.01, "ok"))]  # fmt: skip
+    return probes, drift
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("gate") / "store.duckdb"
+    with Store(path) as store:
+        store.append("requests", requests("ref", 1.0, errors=0, seed=1) + requests("twin", 1.0, errors=0, seed=2)
+                     + requests("bad", 1.6, errors=20, seed=3))  # fmt: skip
+        store.append("eval_items", evals("ref", 3) + evals("twin", 3) + evals("bad", 40))
+        for pool, unexpected in (("twin", False), ("bad", True)):
+            probes, drift = canary(pool, unexpected)
+            store.append("probes", probes)
+            store.append("drift", drift)
+    return path
+
+
+def test_a_regressed_candidate_fails_naming_the_critical_metrics(store_path: Path) -> None:
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", "bad", Span(NOW - timedelta(minutes=15), NOW), load_gate_config())
+    by_metric = {r.metric: r for r in result.results}
+    assert result.verdict is GateVerdict.fail and result.exit_code == 1
+    assert by_metric["ttft"].critical and by_metric["ttft"].effect == pytest.approx(0.6, abs=0.1)  # +60 % > 50 %
+    assert by_metric["error_rate"].critical and by_metric["error_rate"].effect == pytest.approx(0.10)  # 20/200
+    assert by_metric["eval:arith-v1"].critical and by_metric["eval:arith-v1"].evidence["reference_only"] == 37
+    assert by_metric["drift:unexpected_chars"].critical
+    assert not by_metric["drift:tf_mean_kl"].critical and by_metric["drift:tf_mean_kl"].classification == "pass"
+    assert result.reason.startswith("critical: ttft")
+    assert result.sources == {"baseline_requests": 200, "candidate_requests": 200, "eval_runs": {"arith-v1": "ev1"},
+                              "canary_run": "cn1"}  # fmt: skip
+
+
+def test_an_identical_candidate_passes(store_path: Path) -> None:
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", "twin", Span(NOW - timedelta(minutes=15), NOW), load_gate_config())
+    assert [r.metric for r in result.results if r.classification != "pass"] == []
+    assert result.verdict is GateVerdict.passed and result.score == pytest.approx(100.0)
+
+
+def test_value_sources_judge_latency_on_those_requests_and_errors_on_all(store_path: Path) -> None:
+    span = Span(NOW - timedelta(minutes=15), NOW, value_sources=("canary",))
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", "bad", span, load_gate_config())
+    by_metric = {r.metric: r for r in result.results}
+    # every synthetic request is `load`: no latency values from canary requests, but the errors still count
+    assert by_metric["ttft"].classification == "nodata"
+    assert by_metric["error_rate"].critical and by_metric["error_rate"].effect == pytest.approx(0.10)
+
+
+def test_cli_formats_store_the_verdict_and_exit_codes(store_path: Path, tmp_path: Path) -> None:
+    base = ["gate", "--store", str(store_path), "--home", str(tmp_path), "--baseline", "ref"]
+    failed = inferwatch(*base, "--candidate", "bad")
+    assert failed.returncode == 1, failed.stderr
+    assert "FAIL" in failed.stdout and "ttft !" in failed.stdout
+    junit = tmp_path / "gate.xml"
+    passed = inferwatch(*base, "--candidate", "twin", "--format", "junit", "--output", str(junit))
+    assert passed.returncode == 0 and "PASS" in passed.stdout and "<testsuite" in junit.read_text()
+    md = inferwatch(*base, "--candidate", "twin", "--format", "md")
+    assert md.stdout.startswith("## Rollout gate: `twin` against `ref` — **PASS**")
+    with Store(store_path) as store:
+        verdicts = store.query("SELECT candidate, verdict, exit_code FROM gates ORDER BY decided_at").to_pylist()
+    assert verdicts[:2] == [{"candidate": "bad", "verdict": "fail", "exit_code": 1},
+                            {"candidate": "twin", "verdict": "pass", "exit_code": 0}]  # fmt: skip
+
+
+def test_an_empty_window_is_never_a_pass(store_path: Path, tmp_path: Path) -> None:
+    done = inferwatch("gate", "--store", str(store_path), "--home", str(tmp_path), "--baseline", "ref",
+                      "--candidate", "nosuchpool")  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "NODATA" in done.stdout and "no metric has data" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--candidate", "ref"], "--baseline and --candidate are both 'ref'"),
+        (["--candidate", "bad", "--config", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read"),
+    ],
+)
+def test_bad_options_exit_3(store_path: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    done = inferwatch("gate", "--store", str(store_path), "--home", str(tmp_path), "--baseline", "ref", *args)
+    assert done.returncode == 3 and message in done.stderr, done.stderr
