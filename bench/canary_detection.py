@@ -28,11 +28,12 @@ import httpx
 import numpy as np
 
 from canary.analysis import PoolAnswers
-from canary.client import Generated, PoolClient, Target, gather_bounded
+from canary.client import Generated, PoolClient, gather_bounded
 from canary.drift_stats import benjamini_hochberg, mmd_hamming
 from canary.probes import Probe, load_probe_sets
 from canary.runner import CanaryConfig, CollectJob, calibrate, collect_in_process, evaluate
-from engine.lifecycle import EngineState
+from collector.client.targets import PoolTarget
+from engine.state import EngineState
 from inferwatch.report import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,9 @@ def requests_per_pool(probes: int, config: CanaryConfig) -> int:
     return probes + probes * len(config.concurrencies) + sampled
 
 
-async def baseline_samples(target: Target, probes: Sequence[Probe], samples: int, seed: int) -> dict[str, list[str]]:
+async def baseline_samples(
+    target: PoolTarget, probes: Sequence[Probe], samples: int, seed: int
+) -> dict[str, list[str]]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as http:
         client = PoolClient(target, http)
         jobs = [client.generate(p, 1.0, 1, seed=seed + i) for p in probes for i in range(samples)]
@@ -107,8 +110,8 @@ def main() -> None:
     budget = requests_per_pool(len(probes), config)
     base_probes = probes[: max(budget // args.baseline_samples, 2)]
 
-    def target(pool: str, run: int) -> Target:
-        return Target(models[pool][0], models[pool][1], pool, f"bench-{run}-{uuid.uuid4().hex[:6]}")
+    def target(pool: str, run: int) -> PoolTarget:
+        return PoolTarget(models[pool][0], models[pool][1], pool, f"bench-{run}-{uuid.uuid4().hex[:6]}")
 
     started = time.monotonic()
     first = collect_in_process(

@@ -28,6 +28,7 @@ import duckdb
 
 from collector.store.embedded import Store
 from collector.store.readonly import ReadOnlyStore
+from dashboards.launch import COLLECTOR_STATE_VAR, STORE_VAR
 
 POOLS = ("ref", "bf16", "boost", "noisy")
 SPAN_S = 7 * 86400
@@ -72,7 +73,7 @@ def page(store: Path, window: str) -> Callable[[], object]:
     from dashboards.launch import APP
 
     def render() -> object:
-        os.environ["INFERWATCH_STORE"] = str(store)
+        os.environ[STORE_VAR] = str(store)
         st.cache_data.clear()
         at = AppTest.from_file(APP, default_timeout=600)
         at.session_state["window"] = window
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the stores are built (default a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        os.environ["INFERWATCH_HOME"] = tmp  # no collector recorded: the page reads the file read-only
+        os.environ[COLLECTOR_STATE_VAR] = str(Path(tmp) / "collector.json")  # none recorded: read-only
         end = datetime.now(UTC)
         stores = {}
         for rows in (args.small, args.rows):

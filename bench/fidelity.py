@@ -151,7 +151,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from collector.loadgen.runner import LoadConfig, run_load, summary_rows
     from collector.loadgen.workloads import random_workload
-    from collector.store.rows import Status
+    from collector.vocabulary import Status
 
     items = random_workload(args.num_prompts, input_len=args.input_len, output_len=args.output_len, seed=args.seed)
     config = LoadConfig(
@@ -183,7 +183,7 @@ def same_process_cpu(args: argparse.Namespace) -> None:
 
     from collector.loadgen.runner import LoadConfig, run_load, summary_rows
     from collector.loadgen.workloads import random_workload
-    from collector.store.rows import Status
+    from collector.vocabulary import Status
     from inferwatch.report import print_table
 
     n, url = args.num_prompts, f"{args.base_url}/v1/completions"

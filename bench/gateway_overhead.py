@@ -29,7 +29,7 @@ from collector import daemon
 from collector.loadgen.runner import LoadConfig, run_load
 from collector.loadgen.workloads import random_workload
 from collector.service import CollectorConfig
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 from inferwatch.report import print_table
 
 ROOT = Path(__file__).resolve().parent.parent

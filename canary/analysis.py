@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 from scipy import stats
@@ -42,17 +41,12 @@ from canary.drift_stats import (
     compare_greedy,
     mmd_hamming,
     null_threshold,
+    self_inconsistency,
     sequence_divergence,
     unexpected_rate,
 )
 from canary.probes import Probe
-
-
-class Verdict(StrEnum):
-    ok = "ok"
-    drift = "drift"
-    nodata = "nodata"
-
+from collector.vocabulary import DriftVerdict
 
 CRITICAL = frozenset({"greedy_hard_mismatch", "self_inconsistency", "unexpected_chars"})
 # benign-numerics floors of the bands (per probe); see the module docstring and docs/CANARY.md
@@ -130,8 +124,7 @@ def greedy(reference: PoolAnswers, pool: PoolAnswers, probes: Mapping[str, Probe
             cmp = compare_greedy(ref.tokens, ref.top, out.tokens)
             divergence[probe_id] = max(divergence.get(probe_id, 0.0), float(cmp.first_divergence is not None))
             hard[probe_id] = max(hard.get(probe_id, 0.0), float(cmp.hard_mismatch))
-            own = [t != _argmax(lp) for t, lp in zip(out.tokens, out.top, strict=False) if lp]
-            inconsistent[probe_id] = max(inconsistent.get(probe_id, 0.0), sum(own) / len(own) if own else 0.0)
+            inconsistent[probe_id] = max(inconsistent.get(probe_id, 0.0), self_inconsistency(out.tokens, out.top))
             if cmp.first_divergence is not None and probe_id not in detail:
                 detail[probe_id] = (
                     f"at concurrency {concurrency}, token {cmp.first_divergence}: {out.text!r} vs {ref.text!r} "
@@ -197,7 +190,7 @@ class DriftResult:
     value: float | None
     band_high: float | None
     p_value: float | None
-    verdict: Verdict
+    verdict: DriftVerdict
     critical: bool
     probe: str | None  # the probe that shows it best
     evidence: str
@@ -218,7 +211,7 @@ def judge(per_probe: PerProbe, null: Sequence[float], alpha: float) -> DriftResu
     """A per-probe metric against its A/A values (see the module docstring)."""
     critical = per_probe.metric in CRITICAL
     if not per_probe.values:
-        return DriftResult(per_probe.metric, None, None, None, Verdict.nodata, critical, None, "no probe answered")
+        return DriftResult(per_probe.metric, None, None, None, DriftVerdict.nodata, critical, None, "no probe answered")
     values = per_probe.values
     band = band_for(per_probe.metric, null, alpha)
     over = [p for p, v in values.items() if v > band]
@@ -229,15 +222,15 @@ def judge(per_probe: PerProbe, null: Sequence[float], alpha: float) -> DriftResu
     evidence = f"{len(over)}/{len(values)} probes over the band; worst {worst}: {values[worst]:.4g}"
     if worst in per_probe.detail and values[worst] > 0:
         evidence += f" ({per_probe.detail[worst]})"
-    verdict = Verdict.drift if drifting else Verdict.ok
+    verdict = DriftVerdict.drift if drifting else DriftVerdict.ok
     return DriftResult(per_probe.metric, mean, band, p_value, verdict, critical, worst, evidence)
 
 
 def judge_sampled(tests: SampledTests, alpha: float) -> DriftResult:
     if not tests.p_values:
-        return DriftResult("sampled_answer_shift", None, None, None, Verdict.nodata, False, None, "no samples")
+        return DriftResult("sampled_answer_shift", None, None, None, DriftVerdict.nodata, False, None, "no samples")
     best = min(tests.adjusted, key=tests.adjusted.__getitem__)
-    verdict = Verdict.drift if tests.rejected else Verdict.ok
+    verdict = DriftVerdict.drift if tests.rejected else DriftVerdict.ok
     evidence = f"{len(tests.rejected)}/{len(tests.p_values)} tests rejected at FDR {alpha}; smallest adjusted p: {best}"
     share = len(tests.rejected) / len(tests.p_values)
     return DriftResult(

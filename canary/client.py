@@ -20,6 +20,8 @@ import httpx
 
 from canary.probes import Probe
 from collector.client.completions import RequestFailed, post_json
+from collector.client.targets import PoolTarget
+from collector.vocabulary import RUN_HEADER, SOURCE_HEADER, Source
 
 
 class CanaryError(RuntimeError):
@@ -45,20 +47,12 @@ class Generated:
     concurrency: int = 1
 
 
-@dataclass(frozen=True)
-class Target:
-    base_url: str  # OpenAI base URL, ending in /v1
-    model: str  # model id, e.g. arith@bf16
-    pool: str
-    run_id: str
-
-
 class PoolClient:
-    def __init__(self, target: Target, http: httpx.AsyncClient, retries: int = 2) -> None:
+    def __init__(self, target: PoolTarget, http: httpx.AsyncClient, retries: int = 2) -> None:
         self.target = target
         self.http = http
         self.retries = retries
-        self.headers = {"X-Inferwatch-Source": "canary", "X-Inferwatch-Run": target.run_id}
+        self.headers = {SOURCE_HEADER: Source.canary.value, RUN_HEADER: target.run_id}
 
     async def _complete(self, probe: Probe, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.target.base_url}/completions"

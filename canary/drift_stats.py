@@ -109,14 +109,14 @@ def compare_greedy(
     return GreedyComparison(at, pool_token not in candidates, pool_token, ref_token)
 
 
-def self_consistency(tokens: Sequence[str], top: Sequence[TopLogprobs]) -> float:
-    """Share of greedy positions where the emitted token is the argmax of the pool's own reported logprobs.
-    vLLM reports raw logprobs (before logits processors): a faulty sampler emits tokens its logprobs disown."""
+def self_inconsistency(tokens: Sequence[str], top: Sequence[TopLogprobs]) -> float:
+    """Share of generated positions, among those with reported logprobs, where the emitted token is not the
+    argmax of the pool's own reported logprobs; 0 when none has any. vLLM reports raw logprobs (before logits
+    processors): a faulty sampler emits tokens its logprobs disown."""
     if len(tokens) != len(top):
         raise ValueError(f"{len(tokens)} tokens but {len(top)} logprob positions")
-    if not tokens:
-        return 1.0
-    return sum(t == max(lp, key=lp.__getitem__) for t, lp in zip(tokens, top, strict=True) if lp) / len(tokens)
+    disowned = [t != max(lp, key=lp.__getitem__) for t, lp in zip(tokens, top, strict=True) if lp]
+    return sum(disowned) / len(disowned) if disowned else 0.0
 
 
 def unexpected_rate(texts: Iterable[str], alphabet: str) -> tuple[float, int, int]:
@@ -218,8 +218,3 @@ def null_threshold(null_values: Sequence[float], alpha: float) -> float:
     if rank > n:
         return math.inf
     return float(np.sort(np.asarray(null_values, dtype=float))[rank - 1])
-
-
-def empirical_p_value(value: float, null_values: Sequence[float]) -> float:
-    """(1 + #{null >= value}) / (n + 1): how extreme `value` is among the A/A values (larger = more drift)."""
-    return (1 + sum(v >= value for v in null_values)) / (len(null_values) + 1)

@@ -7,15 +7,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from canary.client import Target
 from canary.distributed import ray_collector
 from canary.probes import load_probe_sets
 from canary.runner import Calibration, CanaryConfig, CanaryRun, Log, collect_in_process, run_canary
+from collector.client.targets import PoolTarget
 from collector.loadgen.job import served_models
 from collector.state import CollectorState
 from collector.store.door import connect
-from engine.lifecycle import EngineState
 from engine.specs import load_pools
+from engine.state import EngineState
 
 DEFAULT_PROBES = ("arith-v1", "text-v1", "prefix-v1")
 
@@ -50,7 +50,7 @@ def run_canary_job(
     )  # fmt: skip
     probe_sets = load_probe_sets(job.probes)
     run_id = uuid.uuid4().hex[:16]
-    targets = {p: Target(f"{collector.url}/v1", models[p], p, run_id) for p in (job.reference, *pools)}
+    targets = {p: PoolTarget(f"{collector.url}/v1", models[p], p, run_id) for p in (job.reference, *pools)}
     revision = load_pools(Path(engine.spec), prices).get(job.reference).revision
     path = Calibration.path(home, job.reference, revision, [s.name for s in probe_sets])
     run = run_canary(

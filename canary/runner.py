@@ -34,8 +34,10 @@ from canary.analysis import (
     teacher_forced,
     unexpected,
 )
-from canary.client import Generated, PoolClient, Scored, Target, gather_bounded
+from canary.client import Generated, PoolClient, Scored, gather_bounded
 from canary.probes import Probe, ProbeSet
+from collector.client.targets import PoolTarget
+from collector.vocabulary import DriftVerdict
 
 Log = Callable[[str], None]
 MODES = {
@@ -99,13 +101,15 @@ class Calibration:
 
 
 @dataclass
-class PoolReport:
+class PoolDrift:
+    """One pool's drift results against the reference."""
+
     pool: str
     results: list[DriftResult] = field(default_factory=list)
 
     @property
     def drifting(self) -> list[DriftResult]:
-        return [r for r in self.results if r.verdict == "drift"]
+        return [r for r in self.results if r.verdict == DriftVerdict.drift]
 
 
 @dataclass
@@ -113,7 +117,7 @@ class CanaryRun:
     run_id: str
     reference: str
     calibration: Calibration
-    reports: list[PoolReport]
+    reports: list[PoolDrift]
     probe_rows: list[dict[str, Any]]
     drift_rows: list[dict[str, Any]]
 
@@ -163,12 +167,12 @@ def evaluate(
     probes: Mapping[str, Probe],
     calibration: Calibration,
     config: CanaryConfig,
-) -> PoolReport:
+) -> PoolDrift:
     results = [
         judge(m, calibration.null.get(m.metric, []), config.alpha) for m in per_probe_metrics(reference, pool, probes)
     ]
     results.append(judge_sampled(sampled(reference, pool, config.alpha, config.permutations), config.alpha))
-    return PoolReport(pool.pool, results)
+    return PoolDrift(pool.pool, results)
 
 
 def probe_rows(run_id: str, reference: str, answers: PoolAnswers, now: datetime) -> list[dict[str, Any]]:
@@ -188,7 +192,7 @@ def probe_rows(run_id: str, reference: str, answers: PoolAnswers, now: datetime)
     return rows
 
 
-def drift_rows(run_id: str, report: PoolReport, now: datetime) -> list[dict[str, Any]]:
+def drift_rows(run_id: str, report: PoolDrift, now: datetime) -> list[dict[str, Any]]:
     return [
         {"run_id": run_id, "pool": report.pool, "metric": r.metric, "value": r.value, "band_low": 0.0,
          "band_high": r.band_high if r.band_high is None or r.band_high != float("inf") else None,
@@ -204,7 +208,7 @@ def drift_rows(run_id: str, report: PoolReport, now: datetime) -> list[dict[str,
 class CollectJob:
     """What one worker asks one pool: the canary's own run (seed) or the reference's A/A replay (reverse)."""
 
-    target: Target
+    target: PoolTarget
     seed: int
     reverse: bool = False
 
@@ -230,7 +234,7 @@ def collect_in_process(jobs: Sequence[CollectJob], probes: Sequence[Probe], conf
 
 
 def run_canary(
-    targets: Mapping[str, Target],
+    targets: Mapping[str, PoolTarget],
     probe_sets: Sequence[ProbeSet],
     config: CanaryConfig,
     *,
@@ -240,7 +244,7 @@ def run_canary(
     recalibrate: bool = False,
     log: Log = print,
 ) -> CanaryRun:
-    """`targets` maps pool -> Target and holds the reference and every pool of the config."""
+    """`targets` maps pool -> PoolTarget and holds the reference and every pool of the config."""
     probes = [p for s in probe_sets for p in s.probes]
     by_id = {p.id: p for p in probes}
     names = tuple(s.name for s in probe_sets)
@@ -268,11 +272,12 @@ def run_canary(
     return CanaryRun(run_id, config.reference, calibration, reports, rows, drift)
 
 
-def summary_rows(run: CanaryRun) -> list[dict[str, object]]:
+def table_rows(run: CanaryRun) -> list[dict[str, object]]:
     return [
         {"pool": report.pool, "mode": MODES[r.metric], "metric": r.metric + (" *" if r.critical else ""),
          "value": r.value, "band": r.band_high, "p_value": r.p_value, "verdict": r.verdict.value,
-         "probe": r.probe if r.verdict == "drift" else "", "evidence": r.evidence if r.verdict == "drift" else ""}
+         "probe": r.probe if r.verdict == DriftVerdict.drift else "",
+         "evidence": r.evidence if r.verdict == DriftVerdict.drift else ""}
         for report in run.reports
         for r in report.results
     ]  # fmt: skip

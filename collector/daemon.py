@@ -20,7 +20,7 @@ from typing import Any
 from collector.alerts.rules import load_alert_config
 from collector.service import CollectorConfig, load_fleet
 from collector.state import CollectorError, CollectorState, health
-from engine.lifecycle import port_is_free
+from engine.ports import port_is_free
 
 Log = Callable[[str], None]
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}  # collectors this process started, reaped by `down`

@@ -40,7 +40,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.store.protocols import RowSink
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 
 log = logging.getLogger(__name__)
 

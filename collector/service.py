@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,17 +26,18 @@ from starlette.routing import Route as HttpRoute
 
 from collector.alerts.job import AlertJob
 from collector.alerts.rules import load_alert_config
-from collector.export.metrics import GatewayMetrics
+from collector.export.metrics import GatewayMetrics, PoolLabels
+from collector.export.store_state import StoreState
 from collector.export.tracing import RequestTracing, tracer_provider_from_env
-from collector.fleet.report import pools_rows, query_latest_drift, query_latest_evals, query_latest_gates
+from collector.fleet.report import pools_rows
 from collector.gateway.proxy import Gateway, GatewayConfig
 from collector.gateway.routes import Router, Split, routes_from
 from collector.gateway.splits import split_routes
 from collector.scraper import Scraper, targets_from_engine
 from collector.store.embedded import Store
 from collector.store.service import StoreService
-from engine.lifecycle import EngineState
 from engine.specs import PoolSpec, load_pools
+from engine.state import EngineState
 
 log = logging.getLogger("inferwatch.collector")
 
@@ -83,6 +84,31 @@ def alert_job(config: CollectorConfig, store: Store) -> AlertJob | None:
     return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=url)
 
 
+def labels_of(gateway: Gateway) -> Callable[[str], PoolLabels | None]:
+    """A pool's labels as the gateway exports them; None for a pool it does not route."""
+
+    def of(pool: str) -> PoolLabels | None:
+        route = gateway.router.routes.get(pool)
+        return gateway.labels(route) if route is not None else None
+
+    return of
+
+
+def metrics_endpoint(metrics: GatewayMetrics, gateway: Gateway, scraper: Scraper) -> HttpRoute:
+    """GET /metrics: the gateway's metrics, the servers' hit ratios and the store's state (StoreState) as of now."""
+    routes = gateway.router.routes
+
+    async def endpoint(request: Request) -> Response:
+        for pool, ratio in scraper.hit_ratios().items():
+            if pool in routes:
+                metrics.set_server_cache_hit_ratio(gateway.labels(routes[pool]), ratio)
+        # in a worker thread: collecting queries the store
+        body, content_type = await anyio.to_thread.run_sync(metrics.exposition)
+        return Response(body, media_type=content_type)
+
+    return HttpRoute("/metrics", endpoint, methods=["GET"])
+
+
 def build_app(config: CollectorConfig) -> Starlette:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
     router, specs = load_fleet(config)
@@ -91,6 +117,7 @@ def build_app(config: CollectorConfig) -> Starlette:
     tracing = RequestTracing(tracer_provider_from_env())
     store = Store(config.store_path, flush_interval_s=config.flush_interval_s)
     gateway = Gateway(router, store, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes))
+    StoreState(store, labels_of(gateway), registry=metrics.registry)
     store_service = StoreService(store)
     scraper = Scraper(targets, store, interval_s=config.scrape_interval_s)
     alerting = alert_job(config, store)
@@ -116,25 +143,6 @@ def build_app(config: CollectorConfig) -> Starlette:
             tracing.shutdown()
             log.info("collector stopped; store flushed")
 
-    async def metrics_endpoint(request: Request) -> Response:
-        for pool, ratio in scraper.hit_ratios().items():
-            if pool in router.routes:
-                metrics.set_server_cache_hit_ratio(gateway.labels(router.routes[pool]), ratio)
-        for row in await anyio.to_thread.run_sync(query_latest_drift, store):
-            if row["pool"] in router.routes:
-                labels = gateway.labels(router.routes[row["pool"]])
-                metrics.set_drift(labels, row["metric"], row["value"], row["verdict"] == "drift")
-        for row in await anyio.to_thread.run_sync(query_latest_evals, store):
-            if row["pool"] in router.routes:
-                labels = gateway.labels(router.routes[row["pool"]])
-                metrics.set_eval(labels, row["suite"], row["accuracy"], row["delta"], row["verdict"] == "regressed")
-        for row in await anyio.to_thread.run_sync(query_latest_gates, store):
-            if row["candidate"] in router.routes:
-                labels = gateway.labels(router.routes[row["candidate"]])
-                metrics.set_gate(labels, row["baseline"], row["score"], row["exit_code"])
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
     async def healthz(request: Request) -> Response:
         return JSONResponse({
             "ok": True, "store": store.path, "schema_version": store.version,
@@ -146,7 +154,7 @@ def build_app(config: CollectorConfig) -> Starlette:
         *gateway.http_routes(),
         *store_service.http_routes(),
         *split_routes(router),
-        HttpRoute("/metrics", metrics_endpoint, methods=["GET"]),
+        metrics_endpoint(metrics, gateway, scraper),
         HttpRoute("/healthz", healthz, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

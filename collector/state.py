@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from engine.state import save_json
+
 
 class CollectorError(RuntimeError):
     """The collector could not be started, reached or stopped; the message says why."""
@@ -22,10 +24,7 @@ class CollectorState:
     log: str
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        save_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> CollectorState | None:

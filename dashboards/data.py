@@ -1,13 +1,14 @@
-"""Where the pages get their data: the store named by the settings (INFERWATCH_STORE / INFERWATCH_HOME, which
-`inferwatch dashboard` sets), read through the collector while it runs and read-only otherwise
-(collector.daemon.open_reader), cached for a few seconds. Anything the store cannot answer becomes an
+"""Where the pages get their data: the store and the collector state file that `inferwatch dashboard` names in
+the app's environment (dashboards/launch.py), read through the collector while it runs and read-only otherwise
+(collector.store.door.open_reader), cached for a few seconds. Anything the store cannot answer becomes an
 `Unavailable` that says what to do; the pages show it instead of a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ import streamlit as st
 from collector.state import CollectorError
 from collector.store.door import open_reader
 from collector.store.embedded import StoreError
-from inferwatch.settings import Settings, SettingsError
+from dashboards.launch import COLLECTOR_STATE_VAR, STORE_VAR
 
 TTL_S = 10  # how long a query's answer is reused
 
@@ -50,12 +51,16 @@ class Location:
     collector_state: Path
 
 
-def location() -> Location:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise Unavailable(f"settings: {exc}") from None
-    return Location(settings.store_path, settings.collector_state)
+def location(environ: Mapping[str, str] = os.environ) -> Location:
+    """The paths `inferwatch dashboard` passed; Unavailable naming the variables when the app was started
+    some other way (a bare `streamlit run` reads no store rather than guessing one)."""
+    store, state = environ.get(STORE_VAR), environ.get(COLLECTOR_STATE_VAR)
+    if not store or not state:
+        raise Unavailable(
+            f"No store named: start the dashboard with `inferwatch dashboard` (it sets {STORE_VAR} and "
+            f"{COLLECTOR_STATE_VAR} for the app)."
+        )
+    return Location(Path(store), Path(state))
 
 
 def now(step_s: int = TTL_S) -> datetime:

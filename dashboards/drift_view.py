@@ -16,9 +16,11 @@ from typing import Any
 import pandas as pd
 
 from canary.drift_stats import compare_greedy
+from collector.vocabulary import DriftVerdict
 from dashboards.tokens import label
 
-VERDICT_COLOURS = {"ok": "#2e7d32", "drift": "#c62828", "nodata": "#9e9e9e"}  # green, red, grey
+# green, red, grey
+VERDICT_COLOURS = {DriftVerdict.ok: "#2e7d32", DriftVerdict.drift: "#c62828", DriftVerdict.nodata: "#9e9e9e"}
 GREEDY = "greedy@"
 
 
@@ -26,7 +28,7 @@ def heatmap(latest: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """pool, metric, verdict, value and the verdict's colour (collector.fleet.report.query_latest_drift rows)."""
     return pd.DataFrame(
         [{"pool": r["pool"], "metric": r["metric"], "verdict": r["verdict"], "value": r["value"],
-          "colour": VERDICT_COLOURS.get(r["verdict"], VERDICT_COLOURS["nodata"])} for r in latest],
+          "colour": VERDICT_COLOURS.get(r["verdict"], VERDICT_COLOURS[DriftVerdict.nodata])} for r in latest],
         columns=["pool", "metric", "verdict", "value", "colour"],
     )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """`inferwatch dashboard`: `streamlit run dashboards/app.py` on a store, headless, without usage statistics.
 
-The app finds the store through the same settings as every command (INFERWATCH_STORE, INFERWATCH_HOME),
-which this sets for it.
+The caller names the store and the collector's state file; this passes both to the app in the environment of
+the Streamlit process (STORE_VAR, COLLECTOR_STATE_VAR), where dashboards/data.py reads them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from subprocess import STDOUT, Popen, TimeoutExpired
 
 APP = Path(__file__).resolve().parent / "app.py"
 ROOT = APP.parent.parent
+STORE_VAR = "INFERWATCH_DASHBOARD_STORE"  # the DuckDB store the pages read
+COLLECTOR_STATE_VAR = "INFERWATCH_DASHBOARD_COLLECTOR_STATE"  # collector.json: read through it while it runs
+
+
+class DashboardError(RuntimeError):
+    """The dashboard did not start; the message names its log."""
 
 
 def command(host: str, port: int) -> list[str]:
@@ -25,30 +31,30 @@ def command(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def environment(store: Path, home: Path, base: Mapping[str, str]) -> dict[str, str]:
-    """`base` plus the store's settings, with this checkout first on the import path (the app's pages import
+def environment(store: Path, collector_state: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` plus where the app reads, with this checkout first on the import path (the app's pages import
     `dashboards`, and `streamlit run` puts only the script's own folder there)."""
     path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH", "")) if p)
-    return {**base, "INFERWATCH_STORE": str(store), "INFERWATCH_HOME": str(home), "PYTHONPATH": path}
+    return {**base, STORE_VAR: str(store), COLLECTOR_STATE_VAR: str(collector_state), "PYTHONPATH": path}
 
 
-def exec_streamlit(host: str, port: int, store: Path, home: Path) -> None:
+def exec_streamlit(host: str, port: int, store: Path, collector_state: Path) -> None:
     """Replace this process with Streamlit's server (Ctrl-C and signals reach it directly)."""
     args = command(host, port)
-    os.execve(args[0], args, environment(store, home, os.environ))
+    os.execve(args[0], args, environment(store, collector_state, os.environ))
 
 
 def start_streamlit(
-    host: str, port: int, store: Path, home: Path, log_path: Path, timeout_s: float = 60.0
+    host: str, port: int, store: Path, collector_state: Path, log_path: Path, timeout_s: float = 60.0
 ) -> Popen[bytes]:
     """Streamlit's server as a child process (its output in `log_path`), once it answers its health check.
-    RuntimeError naming the log if it does not within `timeout_s`."""
+    DashboardError naming the log if it does not within `timeout_s`."""
     import httpx
 
     args = command(host, port)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
-        process = Popen(args, stdout=out, stderr=STDOUT, env=environment(store, home, os.environ),
+        process = Popen(args, stdout=out, stderr=STDOUT, env=environment(store, collector_state, os.environ),
                         start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
@@ -59,7 +65,7 @@ def start_streamlit(
             pass
         time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"the dashboard did not start on {host}:{port}; see {log_path}")
+    raise DashboardError(f"the dashboard did not start on {host}:{port}; see {log_path}")
 
 
 def stop(process: Popen[bytes], grace_s: float = 10.0) -> None:

@@ -24,6 +24,7 @@ from collector.fleet.report import (
     query_prices,
 )
 from collector.store.protocols import Queryable
+from collector.vocabulary import Status
 
 HISTORY_LIMIT = 500  # gates and alert rows shown, newest first
 
@@ -50,14 +51,16 @@ def request_span(store: Queryable) -> tuple[datetime | None, datetime | None]:
     return row["lo"], row["hi"]
 
 
-_SERIES_SQL = """
+_OK = f"status = '{Status.ok}'"
+# a template: {q} (the percentiles) is filled in by latency_series
+_SERIES_SQL = f"""
 SELECT to_timestamp(floor(epoch(started_at) / $1) * $1) AS bucket, pool, revision,
     count(*) AS requests,
-    count(*) FILTER (WHERE status = 'ok') AS ok,
-    quantile_cont(ttft_s, {q}) FILTER (WHERE status = 'ok') AS ttft_s,
-    quantile_cont(tpot_s, {q}) FILTER (WHERE status = 'ok') AS tpot_s,
-    CAST(coalesce(sum(prompt_tokens) FILTER (WHERE status = 'ok'), 0) AS BIGINT) AS prompt_tokens,
-    CAST(coalesce(sum(completion_tokens) FILTER (WHERE status = 'ok'), 0) AS BIGINT) AS completion_tokens
+    count(*) FILTER (WHERE {_OK}) AS ok,
+    quantile_cont(ttft_s, {{q}}) FILTER (WHERE {_OK}) AS ttft_s,
+    quantile_cont(tpot_s, {{q}}) FILTER (WHERE {_OK}) AS tpot_s,
+    CAST(coalesce(sum(prompt_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS prompt_tokens,
+    CAST(coalesce(sum(completion_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS completion_tokens
 FROM requests WHERE started_at >= $2 AND started_at < $3
 GROUP BY ALL ORDER BY bucket, pool, revision
 """

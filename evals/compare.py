@@ -16,20 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
+from collector.vocabulary import EvalVerdict
 from evals.stats import Paired, items_needed, mcnemar, paired_difference_interval, wilson_interval
 
 Outcomes = Mapping[str, bool | None]  # item id -> correct, None for an item that failed
-
-
-class Verdict(StrEnum):
-    reference = "reference"
-    passed = "pass"
-    regressed = "regressed"
-    improved = "improved"
-    inconclusive = "inconclusive"
-    nodata = "nodata"
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ class PoolSummary:
     accuracy: float | None
     ci_low: float
     ci_high: float
-    verdict: Verdict
+    verdict: EvalVerdict
     reason: str
     paired: Paired | None = None
     delta: float | None = None  # pool minus reference accuracy on the paired items
@@ -74,7 +65,7 @@ def _accuracy(pool: str, outcomes: Outcomes, config: CompareConfig) -> PoolSumma
     low, high = wilson_interval(correct, len(scored), 1 - config.alpha)
     accuracy = correct / len(scored) if scored else None
     return PoolSummary(pool, len(outcomes), len(scored), len(outcomes) - len(scored), correct, accuracy, low, high,
-                       Verdict.reference, "")  # fmt: skip
+                       EvalVerdict.reference, "")  # fmt: skip
 
 
 def _pct(x: float) -> str:
@@ -84,10 +75,10 @@ def _pct(x: float) -> str:
 def compare_pool(pool: str, outcomes: Outcomes, reference: Outcomes, config: CompareConfig) -> PoolSummary:
     base = _accuracy(pool, outcomes, config)
     if base.scored == 0:
-        return _with(base, Verdict.nodata, f"no item was scored ({base.errors} failed)")
+        return _with(base, EvalVerdict.nodata, f"no item was scored ({base.errors} failed)")
     both = [(bool(reference[i]), v) for i, v in outcomes.items() if v is not None and reference.get(i) is not None]
     if not both:
-        return _with(base, Verdict.nodata, "no item was scored on both this pool and the reference")
+        return _with(base, EvalVerdict.nodata, "no item was scored on both this pool and the reference")
     paired = Paired.from_outcomes(both)
     test = mcnemar(paired.b, paired.c)
     low, high = paired_difference_interval(paired, 1 - 2 * config.alpha)
@@ -95,20 +86,20 @@ def compare_pool(pool: str, outcomes: Outcomes, reference: Outcomes, config: Com
     detail = dict(paired=paired, delta=paired.difference, delta_low=low, delta_high=high, p_value=test.p_value)
     counts = f"{paired.b} items right only on the reference, {paired.c} only here, of {paired.n} paired"
     if test.p_value < config.alpha:
-        verdict = Verdict.regressed if paired.c < paired.b else Verdict.improved
+        verdict = EvalVerdict.regressed if paired.c < paired.b else EvalVerdict.improved
         return _with(base, verdict, f"{_pct(paired.difference)}: {counts} (McNemar p={test.p_value:.2g})", **detail)
     if base.errors > config.max_error_share * base.items:
         reason = f"{base.errors} of {base.items} items failed: too many to call it a pass"
-        return _with(base, Verdict.inconclusive, reason, items_needed=needed, **detail)
+        return _with(base, EvalVerdict.inconclusive, reason, items_needed=needed, **detail)
     if low > -config.margin:
         reason = f"no worse than the reference by {_pct(config.margin)[1:]}: the difference is at least {_pct(low)}"
-        return _with(base, Verdict.passed, reason, **detail)
+        return _with(base, EvalVerdict.passed, reason, **detail)
     reason = (f"cannot tell: the difference lies in [{_pct(low)}, {_pct(high)}]; detecting a {_pct(config.margin)[1:]}"
               f" drop needs about {needed} paired items, this run has {paired.n}")  # fmt: skip
-    return _with(base, Verdict.inconclusive, reason, items_needed=needed, **detail)
+    return _with(base, EvalVerdict.inconclusive, reason, items_needed=needed, **detail)
 
 
-def _with(base: PoolSummary, verdict: Verdict, reason: str, **fields: object) -> PoolSummary:
+def _with(base: PoolSummary, verdict: EvalVerdict, reason: str, **fields: object) -> PoolSummary:
     from dataclasses import replace
 
     return replace(base, verdict=verdict, reason=reason, **fields)  # type: ignore[arg-type]
@@ -122,6 +113,6 @@ def compare_run(
         raise ValueError(f"the reference {reference!r} has no items in this run; pools: {', '.join(outcomes)}")
     ref = _accuracy(reference, outcomes[reference], config)
     ref_reason = f"{ref.errors} items failed" if ref.errors else "the pool the others are compared with"
-    summaries = [_with(ref, Verdict.reference, ref_reason)]
+    summaries = [_with(ref, EvalVerdict.reference, ref_reason)]
     summaries += [compare_pool(p, o, outcomes[reference], config) for p, o in outcomes.items() if p != reference]
     return summaries

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from evals.runner import AskConfig, ChunkResult, EvalTarget
+from collector.client.targets import PoolTarget
+from evals.runner import AskConfig, ChunkResult
 from evals.suites import Item
 
 
@@ -25,7 +26,7 @@ def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
 
 
 def fan_out(
-    targets: Mapping[str, EvalTarget],
+    targets: Mapping[str, PoolTarget],
     items: Sequence[Item],
     config: AskConfig,
     tasks: Tasks,

@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from collector.client.targets import PoolTarget
 from collector.loadgen.job import gateway_pools
 from collector.store.door import connect
 from collector.store.protocols import StoreLike
@@ -20,8 +21,8 @@ from engine.ray_tasks import RayTasks, ThreadTasks, ray_session
 from evals.compare import CompareConfig, PoolSummary, compare_run
 from evals.fanout import Tasks, fan_out
 from evals.lm_eval_import import read_samples, sample_files
-from evals.results import compare_stored, item_rows, outcomes_of, summary_rows
-from evals.runner import AskConfig, ChunkResult, EvalTarget, ItemResult, run_chunk
+from evals.results import compare_stored, item_rows, outcomes_of, run_rows
+from evals.runner import AskConfig, ChunkResult, ItemResult, run_chunk
 from evals.suites import Suite, load_suite
 
 Log = Callable[[str], None]
@@ -50,7 +51,7 @@ class EvalRun:
     retries: dict[str, int] = field(default_factory=dict)
 
 
-def _targets(job: EvalJob, gateway_url: str, run_id: str) -> dict[str, EvalTarget]:
+def _targets(job: EvalJob, gateway_url: str, run_id: str) -> dict[str, PoolTarget]:
     models = gateway_pools(gateway_url)
     pools = job.pools or tuple(models)
     if job.reference not in pools:
@@ -58,7 +59,7 @@ def _targets(job: EvalJob, gateway_url: str, run_id: str) -> dict[str, EvalTarge
     unknown = [p for p in pools if p not in models]
     if unknown:
         raise ValueError(f"--reference/--pools: no pool {', '.join(map(repr, unknown))}; pools are {', '.join(models)}")
-    return {p: EvalTarget(f"{gateway_url}/v1", models[p], p, run_id) for p in pools}
+    return {p: PoolTarget(f"{gateway_url}/v1", models[p], p, run_id) for p in pools}
 
 
 def _items(suite: Suite, limit: int | None) -> Suite:
@@ -94,14 +95,14 @@ def run_eval_job(job: EvalJob, gateway_url: str, engine_ray_address: str | None 
         _run(targets, suite, job, on_chunk, engine_ray_address)
         summaries = compare_run({p: outcomes_of(rs) for p, rs in results.items()}, job.reference, job.compare)
         retries = {p: sum(max(r.attempts - 1, 0) for r in rs) for p, rs in results.items()}
-        store.append("eval_runs", summary_rows(run_id, suite.name, job.reference, "inferwatch", summaries, retries,
-                                               datetime.now(UTC)))  # fmt: skip
+        store.append("eval_runs", run_rows(run_id, suite.name, job.reference, "inferwatch", summaries, retries,
+                                           datetime.now(UTC)))  # fmt: skip
         store.flush()
     return EvalRun(run_id, suite.name, job.reference, summaries, results, retries)
 
 
 def _run(
-    targets: dict[str, EvalTarget], suite: Suite, job: EvalJob, on_chunk: Callable[[ChunkResult], None],
+    targets: dict[str, PoolTarget], suite: Suite, job: EvalJob, on_chunk: Callable[[ChunkResult], None],
     engine_ray_address: str | None,
 ) -> None:  # fmt: skip
     def go(tasks: Tasks) -> None:
@@ -156,6 +157,6 @@ def import_lm_eval(
         return run_id, {}
     summaries = compare_stored(store, run_id, reference, compare or CompareConfig())
     for suite, per_pool in summaries.items():
-        store.append("eval_runs", summary_rows(run_id, suite, reference, "lm-eval", per_pool, {}, now))
+        store.append("eval_runs", run_rows(run_id, suite, reference, "lm-eval", per_pool, {}, now))
     store.flush()
     return run_id, summaries

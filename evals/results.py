@@ -20,7 +20,7 @@ def item_rows(run_id: str, pool: str, suite: str, results: Sequence[ItemResult],
     ]  # fmt: skip
 
 
-def summary_rows(
+def run_rows(
     run_id: str, suite: str, reference: str, origin: str, summaries: Sequence[PoolSummary],
     retries: Mapping[str, int], now: datetime,
 ) -> list[dict[str, Any]]:  # fmt: skip
@@ -50,15 +50,6 @@ def outcomes_from_store(store: Queryable, run_id: str) -> dict[str, dict[str, di
     for row in rows:
         outcomes.setdefault(row["suite"], {}).setdefault(row["pool"], {})[row["item_id"]] = row["correct"]
     return outcomes
-
-
-def retries_from_store(store: Queryable, run_id: str) -> dict[str, int]:
-    rows = store.query(
-        "SELECT pool, sum(greatest(coalesce(attempts, 1) - 1, 0))::BIGINT AS retries FROM eval_items "
-        "WHERE run_id = ? GROUP BY pool",
-        [run_id],
-    ).to_pylist()
-    return {row["pool"]: int(row["retries"]) for row in rows}
 
 
 def compare_stored(

@@ -19,16 +19,10 @@ from typing import Any
 import httpx
 
 from collector.client.completions import RequestFailed, post_json
+from collector.client.targets import PoolTarget
+from collector.vocabulary import REQUEST_ID_HEADER, RUN_HEADER, SOURCE_HEADER, Source
 from evals.scorers import score
 from evals.suites import Item
-
-
-@dataclass(frozen=True)
-class EvalTarget:
-    base_url: str  # OpenAI base URL, ending in /v1
-    model: str  # model id, e.g. arith@bf16
-    pool: str
-    run_id: str
 
 
 @dataclass(frozen=True)
@@ -71,15 +65,15 @@ def answer_text(item: Item, answer: dict[str, Any]) -> str:
 
 
 class PoolAsker:
-    def __init__(self, target: EvalTarget, http: httpx.AsyncClient, config: AskConfig) -> None:
+    def __init__(self, target: PoolTarget, http: httpx.AsyncClient, config: AskConfig) -> None:
         self.target = target
         self.http = http
         self.config = config
 
     async def ask(self, item: Item) -> ItemResult:
         headers = {
-            "X-Inferwatch-Source": "eval", "X-Inferwatch-Run": self.target.run_id,
-            "x-request-id": f"eval-{self.target.run_id}-{self.target.pool}-{item.id}",
+            SOURCE_HEADER: Source.eval.value, RUN_HEADER: self.target.run_id,
+            REQUEST_ID_HEADER: f"eval-{self.target.run_id}-{self.target.pool}-{item.id}",
         }  # fmt: skip
         url = f"{self.target.base_url}/{item.operation}"
         try:
@@ -128,12 +122,12 @@ async def ask_chunk(asker: PoolAsker, items: Sequence[Item], failing_streak: int
     return ChunkResult(asker.target.pool, tuple(results), streak)
 
 
-async def _ask_chunk(target: EvalTarget, items: Sequence[Item], config: AskConfig, streak: int) -> ChunkResult:
+async def _ask_chunk(target: PoolTarget, items: Sequence[Item], config: AskConfig, streak: int) -> ChunkResult:
     limits = httpx.Limits(max_connections=config.concurrency)
     async with httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s), limits=limits) as http:
         return await ask_chunk(PoolAsker(target, http, config), items, streak)
 
 
-def run_chunk(target: EvalTarget, items: Sequence[Item], config: AskConfig, failing_streak: int = 0) -> ChunkResult:
+def run_chunk(target: PoolTarget, items: Sequence[Item], config: AskConfig, failing_streak: int = 0) -> ChunkResult:
     """One chunk to completion in its own event loop (what a Ray task or a worker thread runs)."""
     return asyncio.run(_ask_chunk(target, items, config, failing_streak))

@@ -1,1 +1,2 @@
-"""The rollout judge (Kayenta-style: config, data, classify, judge, report) and the rollout that acts on it."""
+"""The rollout judge (Kayenta-style: config, data, classify, judge, report) and the rollout that acts on it
+(rollout/: plan, lease, steps, run)."""

@@ -1,7 +1,7 @@
 """What the judge reads from the store for a baseline and a candidate pool over a window (the only I/O of the
 judge): per-request values (a seeded sample when the window holds more than `max_samples`), request and
 error counts, the latest eval run with both pools, and the latest canary run of the candidate against the
-baseline."""
+baseline; and for a rollout, how many requests of its load run each pool served."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from collector.store.protocols import Queryable
+from collector.vocabulary import Status
 
 VALUE_COLUMNS = {
     "ttft": "ttft_s",
@@ -25,7 +26,7 @@ VALUE_COLUMNS = {
 class Span:
     """Requests started in [start, end). `value_sources`: read the latency and cost values only from requests
     of these sources (the error rate always counts every request): a rollout judges them on the eval requests,
-    which both pools got alike (gate/rollout.py MEASURED_ALIKE), because a pool's latency and cost per
+    which both pools got alike (gate/rollout/plan.py MEASURED_ALIKE), because a pool's latency and cost per
     token (busy time shared among the requests in flight) depend on how much load it has."""
 
     start: datetime
@@ -61,16 +62,16 @@ class DriftRow:
 
 def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: int = 7) -> PoolData:
     counts = store.query(
-        "SELECT count(*) AS n, count(*) FILTER (WHERE status <> 'ok') AS errors FROM requests "
+        "SELECT count(*) AS n, count(*) FILTER (WHERE status <> ?) AS errors FROM requests "
         "WHERE pool = ? AND started_at >= ? AND started_at < ?",
-        [pool, span.start, span.end],
+        [Status.ok.value, pool, span.start, span.end],
     ).to_pylist()[0]
     columns = ", ".join(f"{sql} AS {name}" for name, sql in VALUE_COLUMNS.items())
     sources = f"AND source IN ({', '.join('?' * len(span.value_sources))})" if span.value_sources else ""
     table = store.query(
-        f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = 'ok' AND started_at >= ? "
+        f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = ? AND started_at >= ? "
         f"AND started_at < ? {sources}) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
-        [pool, span.start, span.end, *span.value_sources],
+        [pool, Status.ok.value, span.start, span.end, *span.value_sources],
     )
     values = {name: [v for v in table.column(name).to_pylist() if v is not None] for name in VALUE_COLUMNS}
     return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)
@@ -120,3 +121,20 @@ def latest_drift(store: Queryable, baseline: str, candidate: str, span: Span) ->
                  json.loads(r["evidence_json"]) if r["evidence_json"] else {})
         for r in rows
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Served:
+    """The requests of one run in the store: how many each pool served, and how many of them failed."""
+
+    by_pool: dict[str, int]
+    errors: int
+
+
+def served_by_run(store: Queryable, run_id: str) -> Served:
+    rows = store.query(
+        "SELECT pool, count(*) AS n, count(*) FILTER (WHERE status <> ?) AS errors FROM requests "
+        "WHERE run_id = ? GROUP BY pool ORDER BY pool",
+        [Status.ok.value, run_id],
+    ).to_pylist()
+    return Served({r["pool"]: r["n"] for r in rows}, sum(r["errors"] for r in rows))

@@ -10,26 +10,19 @@ groups, and a verdict (Kayenta's pipeline: classify -> score -> classify the sco
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from collector.store.protocols import Queryable, StoreLike
-from evals.compare import CompareConfig, Verdict, compare_pool
+from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
+from evals.compare import CompareConfig, compare_pool
 from gate.classify import Classification, MetricResult, Thresholds, classify_rate, classify_values
 from gate.config import DriftMetric, EvalMetric, GateConfig, ValueMetric
 from gate.data import DriftRow, EvalPair, PoolData, Span, latest_drift, latest_eval_pairs, pool_data
-
-
-class GateVerdict(StrEnum):
-    passed = "pass"
-    marginal = "marginal"
-    fail = "fail"
-    nodata = "nodata"
-
 
 EXIT_CODES = {GateVerdict.passed: 0, GateVerdict.fail: 1, GateVerdict.marginal: 2, GateVerdict.nodata: 2}
 
@@ -74,8 +67,8 @@ def judge_eval(config: EvalMetric, pair: EvalPair, alpha: float) -> MetricResult
     if summary.paired is not None and summary.paired.n:
         base_acc = (summary.paired.a + summary.paired.b) / summary.paired.n
     classification = {
-        Verdict.regressed: Classification.low, Verdict.passed: Classification.passed,
-        Verdict.improved: Classification.passed,
+        EvalVerdict.regressed: Classification.low, EvalVerdict.passed: Classification.passed,
+        EvalVerdict.improved: Classification.passed,
     }.get(summary.verdict, Classification.nodata)  # fmt: skip
     critical = config.critical and classification is Classification.low
     reason = f"{summary.verdict.value} (run {pair.run_id}): {summary.reason}"
@@ -91,9 +84,9 @@ def judge_drift(config: DriftMetric, drift: tuple[str, list[DriftRow]] | None) -
     run_id, rows = drift
     results = []
     for row in rows:
-        flagged = row.verdict == "drift"
+        flagged = row.verdict == DriftVerdict.drift
         classification = Classification.high if flagged else (
-            Classification.nodata if row.verdict == "nodata" else Classification.passed)  # fmt: skip
+            Classification.nodata if row.verdict == DriftVerdict.nodata else Classification.passed)  # fmt: skip
         evidence = {"run_id": run_id, **{k: v for k, v in row.evidence.items() if k in ("mode", "probe", "evidence")}}
         band = "" if row.band_high is None else f" (band {row.band_high:.4g})"
         value = "no value" if row.value is None else f"{row.value:.4g}{band}"
@@ -202,8 +195,6 @@ def judge_and_record(store: StoreLike, baseline: str, candidate: str, span: Span
 
 def gate_row(result: GateResult, now: datetime | None = None) -> dict[str, Any]:
     """The `gates` table's row: the verdict and its full per-metric detail."""
-    import json
-
     detail = {
         "window": {"start": result.span.start.isoformat(), "end": result.span.end.isoformat(),
                    "value_sources": list(result.span.value_sources)},

@@ -19,6 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from canary.job import CanaryJob, run_canary_job, verdict_rows
+from canary.runner import CanaryRun
 from collector import daemon
 from collector.alerts.job import CheckResult, active_rows, check_once, delivery_rows
 from collector.alerts.receiver import WebhookReceiver, received_rows
@@ -34,9 +35,10 @@ from collector.store.protocols import StoreLike
 from dashboards.launch import start_streamlit, stop
 from engine import lifecycle
 from engine.arith import sample_problems
-from engine.lifecycle import EngineConfig, EngineError, EngineState, port_is_free
+from engine.ports import port_is_free
 from engine.specs import load_pools
-from evals.job import EvalJob, run_eval_job
+from engine.state import EngineConfig, EngineError, EngineState
+from evals.job import EvalJob, EvalRun, run_eval_job
 from gate import report as gate_report
 from gate.config import load_gate_config
 from gate.data import Span
@@ -159,10 +161,31 @@ def run_demo(
     started = _now()
     rows = ask_every_pool(state)
     print_table(rows, title="what each pool answered (greedy, held-out problems; long prompts share a prefix)")
+    gateway = start_collector(settings, collector, reused, log)
+    reports = show_load(gateway, burst or Burst(), log)
+    canary = canary or CanaryJob(reference=state.pools[0].name, samples=8)
+    run = show_canary(canary, state, gateway, settings, log)
+    evals = evals or EvalJob(suite="arith-v1", reference=canary.reference, limit=DEMO_EVAL_ITEMS)
+    checked = show_eval(evals, state, gateway, log)
+    span = Span(started, _now())
+    gates = show_gates_and_alerts(gateway, canary.reference, [p.name for p in state.pools], span, log)
+    print_table(closing_rows(reports, run, checked.summaries, gates), title=SUMMARY_TITLE.format(canary.reference))
+    show_where(state, gateway, log)
+    if dashboard_port is None:
+        log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
+            ".venv/bin/inferwatch engine down")  # fmt: skip
+        return Demo(0)
+    return start_dashboard(settings, gateway, dashboard_port, log)
+
+
+def start_collector(settings: Settings, collector: CollectorConfig, reused: bool, log: Log) -> CollectorState:
+    """The collector on the engine: a fresh one for fresh pools (the previous one routes to pools now gone)."""
     if not reused and daemon.down(settings.collector_state, log=log):
         log("stopped the collector of the previous engine (its routes are gone)")
-    gateway = daemon.up(collector, settings.collector_state, log=log)  # reuses a collector that is up
-    burst = burst or Burst()
+    return daemon.up(collector, settings.collector_state, log=log)  # reuses a collector that is up
+
+
+def show_load(gateway: CollectorState, burst: Burst, log: Log) -> list[PoolReport]:
     log(f"load burst through the gateway: {burst.requests} requests at {burst.rate:g}/s over every pool")
     result, reports = load_burst(gateway, burst)
     if errors := error_rows(result):
@@ -171,41 +194,59 @@ def run_demo(
         [{k: row[k] for k in FLEET_COLUMNS} for row in table_rows(reports)],
         title=f"per pool, from the store (run {result.run_id}, {result.duration_s:.1f}s; $ = price x replicas x run)",
     )
-    canary = canary or CanaryJob(reference=state.pools[0].name, samples=8)
+    return reports
+
+
+def show_canary(
+    canary: CanaryJob, state: EngineState, gateway: CollectorState, settings: Settings, log: Log
+) -> CanaryRun:
     log(f"canary: every pool against {canary.reference} (teacher-forced, greedy at batch sizes "
         f"{', '.join(map(str, canary.concurrencies))}, sampled), as Ray tasks")  # fmt: skip
     run, _ = run_canary_job(canary, state, gateway, settings.home, settings.prices, log=log)
     print_table(verdict_rows(run), title=f"drift against {run.reference} (canary {run.run_id}; * critical)")
     log(f"every metric with its band and p-value: .venv/bin/inferwatch canary run --reference {run.reference}")
-    evals = evals or EvalJob(suite="arith-v1", reference=canary.reference, limit=DEMO_EVAL_ITEMS)
+    return run
+
+
+def show_eval(evals: EvalJob, state: EngineState, gateway: CollectorState, log: Log) -> EvalRun:
     log(f"eval: suite {evals.suite} on every pool through the gateway, each item compared with {evals.reference}")
     checked = run_eval_job(evals, gateway.url, state.ray_address, log=log)
     print_eval(checked.run_id, checked.suite, checked.reference, checked.summaries)
+    return checked
+
+
+def show_gates_and_alerts(
+    gateway: CollectorState, reference: str, pools: list[str], span: Span, log: Log
+) -> list[GateResult]:
+    """Every pool gated against the reference over the demo's span, then the alert rules checked and delivered."""
     with connect(gateway.url) as store:
-        gates = gate_every_pool(store, canary.reference, [p.name for p in state.pools], Span(started, _now()))
-        print_table(gate_report.summary_rows(gates), title=f"gate: every pool against {canary.reference} over this "
+        gates = gate_every_pool(store, reference, pools, span)
+        print_table(gate_report.summary_rows(gates), title=f"gate: every pool against {reference} over this "
                     "demo's load, canary and eval (exit 0 pass, 1 fail, 2 marginal)")  # fmt: skip
-        log(f"each metric of a gate: .venv/bin/inferwatch gate --baseline {canary.reference} --candidate boost")
+        log(f"each metric of a gate: .venv/bin/inferwatch gate --baseline {reference} --candidate boost")
         alerts, received = deliver_alerts(store, gateway.url)
     print_table(active_rows(alerts.active), title="alerts pending and firing (data/alerts.yaml)")
     print_table(delivery_rows(alerts.attempts), title="alert notifications sent")
     print_table(received, title="what the webhook receiver got (Alertmanager v4 JSON, Standard Webhooks signature)")
-    print_table(closing_rows(reports, run, checked.summaries, gates), title=SUMMARY_TITLE.format(canary.reference))
+    return gates
+
+
+def show_where(state: EngineState, gateway: CollectorState, log: Log) -> None:
     print_table(lifecycle.as_rows(state), title="where")
     log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:
         log(f"server metrics (vllm:*, ray_serve_*): {state.metrics_url}")
     log(f"store: {gateway.store}    more load: .venv/bin/inferwatch load --rate 10 --num-requests 200")
-    if dashboard_port is None:
-        log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
-            ".venv/bin/inferwatch engine down")  # fmt: skip
-        return Demo(0)
-    url = f"http://{settings.host}:{dashboard_port}"
-    if not port_is_free(settings.host, dashboard_port):
+
+
+def start_dashboard(settings: Settings, gateway: CollectorState, port: int, log: Log) -> Demo:
+    """The dashboard on the collector's store, unless one already answers on `port` (another demo's)."""
+    url = f"http://{settings.host}:{port}"
+    if not port_is_free(settings.host, port):
         log(f"dashboard: {url} (already up)")
         return Demo(0, None, url)
     log(f"starting the dashboard on {gateway.store}")
-    process = start_streamlit(settings.host, dashboard_port, Path(gateway.store), settings.home,
+    process = start_streamlit(settings.host, port, Path(gateway.store), settings.collector_state,
                               settings.home / "dashboard.log")  # fmt: skip
     return Demo(0, process, url)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

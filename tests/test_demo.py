@@ -15,9 +15,9 @@ from collector.state import CollectorState
 from collector.store.remote import RemoteStore
 from dashboards.launch import stop
 from engine.arith import sample_problems
-from engine.lifecycle import EngineConfig, EngineState
+from engine.state import EngineConfig, EngineState
 from evals.job import EvalJob
-from inferwatch.cli import collector_config
+from inferwatch.cli.collector import collector_config
 from inferwatch.demo import SHARED_PREFIX, Burst, ask_every_pool, run_demo
 from inferwatch.settings import Settings
 from tests.conftest import free_port

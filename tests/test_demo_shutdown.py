@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 SCRIPT = """
 import subprocess, sys
 from pathlib import Path
-from engine.lifecycle import EngineConfig
+from engine.state import EngineConfig
 from inferwatch.demo import Demo, interrupt_on_sigterm, serve_until_interrupted
 from inferwatch.settings import Settings
 
@@ -67,7 +67,7 @@ def test_ctrl_c_or_sigterm_stops_the_dashboard_and_exits_cleanly(tmp_path: Path,
 
 
 def test_a_dashboard_of_another_demo_is_left_alone(tmp_path: Path) -> None:
-    from engine.lifecycle import EngineConfig
+    from engine.state import EngineConfig
     from inferwatch.demo import Demo, serve_until_interrupted
     from inferwatch.settings import Settings
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from canary.analysis import DriftResult, Verdict
-from canary.runner import Calibration, CanaryRun
-from canary.runner import PoolReport as DriftReport
+from canary.analysis import DriftResult
+from canary.runner import Calibration, CanaryRun, PoolDrift
 from collector.fleet.report import PoolReport, PoolStats
+from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 from evals.compare import PoolSummary
-from evals.compare import Verdict as EvalVerdict
 from gate.data import Span
-from gate.judge import GateResult, GateVerdict
+from gate.judge import GateResult
 from inferwatch.summary import closing_rows
 
 T = datetime(2026, 11, 23, tzinfo=UTC)
@@ -23,7 +22,7 @@ def report(pool: str, ttft: tuple[float, float, float] | None, usd: float | None
 
 
 def drift(metric: str, verdict: str, critical: bool) -> DriftResult:
-    return DriftResult(metric, 1.0, 0.0, 0.01, Verdict(verdict), critical, "p1", "by hand")
+    return DriftResult(metric, 1.0, 0.0, 0.01, DriftVerdict(verdict), critical, "p1", "by hand")
 
 
 def summary(pool: str, accuracy: float, delta: float | None, verdict: str) -> PoolSummary:
@@ -33,8 +32,8 @@ def summary(pool: str, accuracy: float, delta: float | None, verdict: str) -> Po
 
 def test_one_row_per_pool_with_what_every_part_found() -> None:
     run = CanaryRun("c1", "ref", Calibration("ref", "r1", (), {}, ""), [
-        DriftReport("boost", [drift("unexpected_chars", "drift", True), drift("tf_mean_kl", "drift", False)]),
-        DriftReport("bf16", [drift("unexpected_chars", "ok", True)]),
+        PoolDrift("boost", [drift("unexpected_chars", "drift", True), drift("tf_mean_kl", "drift", False)]),
+        PoolDrift("bf16", [drift("unexpected_chars", "ok", True)]),
     ], [], [])  # fmt: skip
     gate = GateResult("g1", "ref", "boost", Span(T, T), GateVerdict.fail, 61.0, "critical", [])
     rows = closing_rows(

@@ -68,7 +68,7 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status == 429 or status >= 500
 
 
-def decide(
+def outcome_of(
     policy: DeliveryPolicy, pending: Pending, answer: Answer, at: datetime, rng: random.Random
 ) -> tuple[Outcome, datetime | None, str | None]:
     """The outcome of an attempt made at `at`, when to try again, and the error to record."""
@@ -113,7 +113,7 @@ async def attempt(
     else:
         answer = await post(http, receiver, pending, clock(), policy.timeout)
         answered = clock()
-        outcome, next_at, error = decide(policy, pending, answer, answered, rng)
+        outcome, next_at, error = outcome_of(policy, pending, answer, answered, rng)
     return AttemptRecord(
         notification_id=n.notification_id, receiver=n.receiver, group_key=n.group_key, rules=n.rules,
         attempt=pending.attempts + 1, outcome=outcome.value, http_status=answer.status, error=error, at=answered,

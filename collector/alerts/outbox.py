@@ -115,13 +115,3 @@ def due(pending: Sequence[Pending], now: datetime) -> tuple[list[Pending], datet
     now_due = [p for p in heads.values() if p.next_attempt_at is None or p.next_attempt_at <= now]
     later = [p.next_attempt_at for p in heads.values() if p.next_attempt_at is not None and p.next_attempt_at > now]
     return now_due, min(later, default=None)
-
-
-def history(store: StoreLike, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest delivery attempts, newest first (for a CLI table)."""
-    rows: list[dict[str, Any]] = store.query(
-        "SELECT recorded_at, receiver, notification_id, rule, status, attempt, http_status, error FROM alerts "
-        "WHERE notification_id IS NOT NULL ORDER BY recorded_at DESC, attempt DESC LIMIT ?",
-        [limit],
-    ).to_pylist()
-    return rows

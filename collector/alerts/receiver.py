@@ -23,6 +23,10 @@ from starlette.routing import Route
 from collector.alerts.signing import SignatureError, verify
 
 
+class ReceiverError(RuntimeError):
+    """The webhook receiver did not start (its port is taken, say)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int = 200
@@ -76,7 +80,7 @@ class WebhookReceiver:
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the webhook receiver did not start on {self.host}:{self.port}")
+                raise ReceiverError(f"the webhook receiver did not start on {self.host}:{self.port}")
             time.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self

@@ -24,9 +24,9 @@ from collector.fleet.report import (
     query_latest_gates,
 )
 from collector.store.protocols import Queryable
+from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
-GATE_FAILED = 1  # the gate's exit code for fail (DESIGN.md "Judge")
 
 
 def _window(seconds: float) -> str:
@@ -66,8 +66,8 @@ def drift_samples(rows: Sequence[dict[str, Any]]) -> list[Sample]:
         by_pool[row["pool"]][row["metric"]] = row["verdict"]
     samples = []
     for pool, verdicts in by_pool.items():
-        flagged = sorted(m for m, v in verdicts.items() if v == "drift")
-        measured = [m for m, v in verdicts.items() if v != "nodata"]
+        flagged = sorted(m for m, v in verdicts.items() if v == DriftVerdict.drift)
+        measured = [m for m, v in verdicts.items() if v != DriftVerdict.nodata]
         if not measured:
             samples.append(Sample({"pool": pool}, None, "the latest canary run had no data on any metric"))
         elif flagged:
@@ -81,10 +81,11 @@ def eval_samples(metric: Metric, rows: Sequence[dict[str, Any]]) -> list[Sample]
     samples = []
     for row in rows:
         subject = {"pool": row["pool"], "suite": row["suite"]}
-        if row["verdict"] in ("reference", "nodata"):
+        if row["verdict"] in (EvalVerdict.reference, EvalVerdict.nodata):
             continue  # the reference itself; or a run that scored nothing (no value to judge)
         if metric is Metric.eval_regressed:
-            samples.append(Sample(subject, float(row["verdict"] == "regressed"), f"latest run: {row['verdict']}"))
+            regressed = float(row["verdict"] == EvalVerdict.regressed)
+            samples.append(Sample(subject, regressed, f"latest run: {row['verdict']}"))
         elif row["delta"] is None:
             samples.append(Sample(subject, None, "no item scored on both the pool and the reference"))
         else:
@@ -94,9 +95,9 @@ def eval_samples(metric: Metric, rows: Sequence[dict[str, Any]]) -> list[Sample]
 
 
 def gate_samples(rows: Sequence[dict[str, Any]]) -> list[Sample]:
-    """Per candidate pool and baseline: 1 when the latest gate failed (exit code 1), else 0."""
+    """Per candidate pool and baseline: 1 when the latest gate's verdict is fail, else 0."""
     return [
-        Sample({"pool": r["candidate"], "baseline": r["baseline"]}, float(r["exit_code"] == GATE_FAILED),
+        Sample({"pool": r["candidate"], "baseline": r["baseline"]}, float(r["verdict"] == GateVerdict.fail),
                f"latest gate against {r['baseline']}: exit code {r['exit_code']}, score {r['score']}")
         for r in rows
     ]  # fmt: skip

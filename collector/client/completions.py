@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from collector.gateway.sse import DONE, read_data
 from collector.loadgen.runner import error_message
 
 
@@ -87,9 +88,7 @@ async def _streamed(http: httpx.AsyncClient, url: str, body: dict[str, Any], hea
         if response.status_code != 200:
             text = (await response.aread()).decode(errors="replace")
             raise _Refused(f"HTTP {response.status_code}: {text[:300]}", is_transient(response.status_code))
-        async for line in response.aiter_lines():
-            if line.startswith("data:") and answer.add(line[5:].strip()):
-                break
+        await read_data(response.aiter_bytes(), answer.add)
     return answer.whole()
 
 
@@ -105,11 +104,12 @@ class StreamedAnswer:
         self.usage: dict[str, Any] | None = None
         self.done = False
 
-    def add(self, data: str) -> bool:
+    def add(self, payload: bytes) -> bool:
         """One `data:` payload; True at `[DONE]`. _Refused on an error event or one that is not JSON."""
-        if data == "[DONE]":
+        if payload.strip() == DONE:
             self.done = True
             return True
+        data = payload.decode(errors="replace").strip()
         try:
             event = json.loads(data)
         except ValueError:

@@ -20,7 +20,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from collector.store.rows import Operation, RequestRecord, Source, Status
+from collector.store.rows import RequestRecord
+from collector.vocabulary import Operation, Source, Status
 
 UNKNOWN = "unknown"
 
@@ -32,6 +33,58 @@ TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ..., 67108864
 
 POOL_LABELS = ("pool", "hardware", "model", "revision")
 OPERATION_LABELS = (*POOL_LABELS, "gen_ai_operation_name")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A metric family as Prometheus shows it: name, help text, label names."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+
+    def histogram(self, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(self.name, self.documentation, self.labels, buckets=buckets, registry=registry)
+
+    def counter(self, registry: CollectorRegistry) -> Counter:
+        return Counter(self.name, self.documentation, self.labels, registry=registry)
+
+    def gauge(self, registry: CollectorRegistry) -> Gauge:
+        return Gauge(self.name, self.documentation, self.labels, registry=registry)
+
+
+# What the gateway observes itself, request by request. The store's verdicts (drift, evals, gates) are read at
+# scrape time by collector/export/store_state.py.
+TTFT = Spec(
+    "gen_ai_server_time_to_first_token_seconds", "Time to generate first token for successful responses.",
+    OPERATION_LABELS,
+)  # fmt: skip
+TPOT = Spec(
+    "gen_ai_server_time_per_output_token_seconds",
+    "Time per output token generated after the first token for successful responses.", OPERATION_LABELS,
+)  # fmt: skip
+# error_type is the semconv's conditionally required error.type, from the closed Status enum ("" for success),
+# so that p95 of successful requests is not pulled down by requests that failed fast.
+DURATION = Spec(
+    "gen_ai_server_request_duration_seconds", "Generative AI server request duration (time to last token).",
+    (*OPERATION_LABELS, "error_type"),
+)  # fmt: skip
+TOKENS = Spec(
+    "gen_ai_client_token_usage", "Number of input and output tokens used.", (*OPERATION_LABELS, "gen_ai_token_type")
+)
+REQUESTS = Spec("inferwatch_requests_total", "Finished requests.", (*POOL_LABELS, "status", "source"))
+COST = Spec("inferwatch_cost_usd_total", "Cost attributed to requests, USD.", POOL_LABELS)
+PROMPT_TOKENS = Spec("inferwatch_prompt_tokens_total", "Prompt tokens of finished requests.", POOL_LABELS)
+CACHED_TOKENS = Spec(
+    "inferwatch_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", POOL_LABELS
+)
+HIT_RATIO = Spec(
+    "inferwatch_cache_hit_ratio",
+    'Prefix-cache hit ratio: source="requests" from the usage of requests seen so far (those that report '
+    'cached tokens), source="server" from the server\'s prefix-cache counters.',
+    (*POOL_LABELS, "source"),
+)  # fmt: skip
+IN_FLIGHT = Spec("inferwatch_requests_in_flight", "Requests being served.", POOL_LABELS)
 
 
 @dataclass(frozen=True)
@@ -51,82 +104,21 @@ class PoolLabels:
 
 
 class GatewayMetrics:
-    """Every metric the gateway exports, in one registry (a fresh one unless given)."""
+    """Every metric the gateway observes, in one registry (a fresh one unless given). Collectors of other
+    state (collector/export/store_state.py) register on the same `registry`, so that one exposition holds all."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self._ttft = Histogram(
-            "gen_ai_server_time_to_first_token_seconds", "Time to generate first token for successful responses.",
-            OPERATION_LABELS, buckets=TTFT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._tpot = Histogram(
-            "gen_ai_server_time_per_output_token_seconds",
-            "Time per output token generated after the first token for successful responses.",
-            OPERATION_LABELS, buckets=TPOT_BUCKETS, registry=r,
-        )  # fmt: skip
-        # error_type is the semconv's conditionally required error.type, from the closed Status enum ("" for
-        # success), so that p95 of successful requests is not pulled down by requests that failed fast.
-        self._duration = Histogram(
-            "gen_ai_server_request_duration_seconds", "Generative AI server request duration (time to last token).",
-            (*OPERATION_LABELS, "error_type"), buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._tokens = Histogram(
-            "gen_ai_client_token_usage", "Number of input and output tokens used.",
-            (*OPERATION_LABELS, "gen_ai_token_type"), buckets=TOKEN_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._requests = Counter(
-            "inferwatch_requests_total", "Finished requests.", (*POOL_LABELS, "status", "source"), registry=r
-        )
-        self._cost = Counter("inferwatch_cost_usd_total", "Cost attributed to requests, USD.", POOL_LABELS, registry=r)
-        self._prompt_tokens = Counter(
-            "inferwatch_prompt_tokens_total", "Prompt tokens of finished requests.", POOL_LABELS, registry=r
-        )
-        self._cached_tokens = Counter(
-            "inferwatch_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache.", POOL_LABELS,
-            registry=r,
-        )  # fmt: skip
-        self._hit_ratio = Gauge(
-            "inferwatch_cache_hit_ratio",
-            'Prefix-cache hit ratio: source="requests" from the usage of requests seen so far (those that report '
-            'cached tokens), source="server" from the server\'s prefix-cache counters.',
-            (*POOL_LABELS, "source"), registry=r,
-        )  # fmt: skip
-        self._in_flight = Gauge("inferwatch_requests_in_flight", "Requests being served.", POOL_LABELS, registry=r)
-        # the canary's latest verdicts (docs/CANARY.md); metric is one of a closed set of drift metrics
-        self._drift_value = Gauge(
-            "inferwatch_drift_value", "Value of a drift metric in the latest canary run against the reference.",
-            (*POOL_LABELS, "metric"), registry=r,
-        )  # fmt: skip
-        self._drift_flagged = Gauge(
-            "inferwatch_drift_flagged", "1 when the latest canary run found drift on the metric, else 0.",
-            (*POOL_LABELS, "metric"), registry=r,
-        )  # fmt: skip
-        # the latest eval run per suite (docs/EVALS.md)
-        self._eval_accuracy = Gauge(
-            "inferwatch_eval_accuracy", "Accuracy of the pool on an eval suite in its latest run (0-1).",
-            (*POOL_LABELS, "suite"), registry=r,
-        )  # fmt: skip
-        self._eval_delta = Gauge(
-            "inferwatch_eval_accuracy_delta",
-            "Accuracy minus the reference's on the items both scored, in the latest run of the suite.",
-            (*POOL_LABELS, "suite"), registry=r,
-        )  # fmt: skip
-        self._eval_regressed = Gauge(
-            "inferwatch_eval_regressed",
-            "1 when the latest run of the suite found the pool significantly worse than the reference, else 0.",
-            (*POOL_LABELS, "suite"), registry=r,
-        )  # fmt: skip
-        # the judge's latest verdict per candidate pool and baseline (docs/GATE.md)
-        self._gate_score = Gauge(
-            "inferwatch_gate_score", "Score (0-100) of the latest gate of this pool as candidate against the baseline.",
-            (*POOL_LABELS, "baseline"), registry=r,
-        )  # fmt: skip
-        self._gate_exit = Gauge(
-            "inferwatch_gate_exit_code",
-            "Exit code of the latest gate of this pool against the baseline: 0 pass, 1 fail, 2 marginal or no data.",
-            (*POOL_LABELS, "baseline"), registry=r,
-        )  # fmt: skip
+        self.registry = r = registry if registry is not None else CollectorRegistry()
+        self._ttft = TTFT.histogram(r, TTFT_BUCKETS)
+        self._tpot = TPOT.histogram(r, TPOT_BUCKETS)
+        self._duration = DURATION.histogram(r, DURATION_BUCKETS)
+        self._tokens = TOKENS.histogram(r, TOKEN_BUCKETS)
+        self._requests = REQUESTS.counter(r)
+        self._cost = COST.counter(r)
+        self._prompt_tokens = PROMPT_TOKENS.counter(r)
+        self._cached_tokens = CACHED_TOKENS.counter(r)
+        self._hit_ratio = HIT_RATIO.gauge(r)
+        self._in_flight = IN_FLIGHT.gauge(r)
         self._lock = threading.Lock()
         self._cache_totals: dict[tuple[str, ...], tuple[int, int]] = {}  # labels -> (cached, prompt) tokens
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -177,27 +169,6 @@ class GatewayMetrics:
         if math.isnan(ratio) or not 0.0 <= ratio <= 1.0:
             raise ValueError(f"cache hit ratio must be within [0, 1], got {ratio}")
         self._child(self._hit_ratio, *labels.values(), "server").set(ratio)
-
-    def set_drift(self, labels: PoolLabels, metric: str, value: float | None, flagged: bool) -> None:
-        """The latest canary verdict of one metric for one pool; a metric without data exports no value."""
-        if value is not None:
-            self._child(self._drift_value, *labels.values(), metric).set(value)
-        self._child(self._drift_flagged, *labels.values(), metric).set(1.0 if flagged else 0.0)
-
-    def set_eval(
-        self, labels: PoolLabels, suite: str, accuracy: float | None, delta: float | None, regressed: bool
-    ) -> None:
-        """The latest eval summary of one suite for one pool; what a run could not measure is not exported."""
-        if accuracy is not None:
-            self._child(self._eval_accuracy, *labels.values(), suite).set(accuracy)
-        if delta is not None:
-            self._child(self._eval_delta, *labels.values(), suite).set(delta)
-        self._child(self._eval_regressed, *labels.values(), suite).set(1.0 if regressed else 0.0)
-
-    def set_gate(self, labels: PoolLabels, baseline: str, score: float | None, exit_code: int) -> None:
-        if score is not None:
-            self._child(self._gate_score, *labels.values(), baseline).set(score)
-        self._child(self._gate_exit, *labels.values(), baseline).set(float(exit_code))
 
     def inc_in_flight(self, labels: PoolLabels) -> None:
         self._child(self._in_flight, *labels.values()).inc()

@@ -28,7 +28,8 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, format_span_id, form
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from collector.store.rows import RequestRecord, Status
+from collector.store.rows import RequestRecord
+from collector.vocabulary import Status
 
 DEFAULT_SERVICE_NAME = "inferwatch-gateway"
 EXPORTERS = ("otlp", "console", "none")

@@ -1,16 +1,14 @@
-"""What serving costs: pool cost over a window, per-token and per-request figures, per-request attribution.
+"""What serving costs: pool cost over a window, per-token and per-request figures, per-request cost online.
 
 A pool costs price_per_hour x replicas for every hour it is up, busy or not. Over a window:
     cost = price_per_hour * replicas * window_s / 3600
     $/1M output tokens = cost / output_tokens * 1e6, $/1M total tokens likewise, $/request = cost / requests.
-Per-request cost_usd attributes the window's cost by share of busy time: request i gets
-cost * e2e_i / sum(e2e) — so idle capacity is charged to the traffic that kept the pool up, and the
-attributed costs add up to the pool's cost exactly.
+A request's cost_usd is its share of the pool's busy time while it ran (BusyCostMeter: processor sharing
+among the requests in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 SECONDS_PER_HOUR = 3600.0
@@ -48,16 +46,6 @@ def summarize_cost(cost_usd: float, requests: int, output_tokens: int, total_tok
         usd_per_m_total_tokens=per(total_tokens, 1e6),
         usd_per_request=per(requests),
     )
-
-
-def attribute_by_busy_time(cost_usd: float, e2e_s: Sequence[float]) -> list[float]:
-    """Each request's share of the window's cost, proportional to its end-to-end time."""
-    if any(t < 0 for t in e2e_s):
-        raise ValueError("end-to-end times must be >= 0")
-    busy = sum(e2e_s)
-    if busy == 0:
-        return [cost_usd / len(e2e_s)] * len(e2e_s) if e2e_s else []
-    return [cost_usd * t / busy for t in e2e_s]
 
 
 class BusyCostMeter:

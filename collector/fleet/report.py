@@ -22,6 +22,7 @@ from typing import Any
 from collector.fleet.cost import pool_cost_usd, summarize_cost
 from collector.scraper import PrefixCacheCounters, prefix_cache_hit_ratio
 from collector.store.protocols import Queryable
+from collector.vocabulary import Status
 from engine.specs import PoolSpec
 
 PERCENTILES = (0.5, 0.9, 0.99)
@@ -156,21 +157,23 @@ def _where(window: Window, time_column: str) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-_STATS_SQL = """
+_OK = f"status = '{Status.ok}'"
+# a template: {q} (the percentiles) and {where} are filled in by query_stats
+_STATS_SQL = f"""
 SELECT pool, revision, any_value(hardware) AS hardware,
     count(*) AS requests,
-    count(*) FILTER (WHERE status = 'error') AS errors,
-    count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-    quantile_cont(ttft_s, {q}) FILTER (WHERE status = 'ok') AS ttft_s,
-    quantile_cont(tpot_s, {q}) FILTER (WHERE status = 'ok') AS tpot_s,
-    quantile_cont(e2e_s, {q}) FILTER (WHERE status = 'ok') AS e2e_s,
-    CAST(coalesce(sum(prompt_tokens) FILTER (WHERE status = 'ok'), 0) AS BIGINT) AS prompt_tokens,
-    CAST(coalesce(sum(cached_tokens) FILTER (WHERE status = 'ok'), 0) AS BIGINT) AS cached_tokens,
-    CAST(coalesce(sum(completion_tokens) FILTER (WHERE status = 'ok'), 0) AS BIGINT) AS completion_tokens,
+    count(*) FILTER (WHERE status = '{Status.error}') AS errors,
+    count(*) FILTER (WHERE status = '{Status.cancelled}') AS cancelled,
+    quantile_cont(ttft_s, {{q}}) FILTER (WHERE {_OK}) AS ttft_s,
+    quantile_cont(tpot_s, {{q}}) FILTER (WHERE {_OK}) AS tpot_s,
+    quantile_cont(e2e_s, {{q}}) FILTER (WHERE {_OK}) AS e2e_s,
+    CAST(coalesce(sum(prompt_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS prompt_tokens,
+    CAST(coalesce(sum(cached_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS cached_tokens,
+    CAST(coalesce(sum(completion_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS completion_tokens,
     sum(cost_usd) AS attributed_usd,
     min(started_at) AS first_start,
     max(started_at + to_microseconds(CAST(coalesce(e2e_s, 0) * 1e6 AS BIGINT))) AS last_end
-FROM requests WHERE {where}
+FROM requests WHERE {{where}}
 GROUP BY pool, revision ORDER BY pool, revision
 """
 
@@ -256,7 +259,7 @@ def last_scrape(store: Queryable) -> datetime | None:
 def query_latest_drift(store: Queryable) -> list[dict[str, Any]]:
     """Per pool and drift metric, the row of the latest canary run (pool, metric, value, verdict)."""
     rows: list[dict[str, Any]] = store.query(
-        "SELECT pool, metric, arg_max(value, recorded_at) AS value, arg_max(verdict, recorded_at) AS verdict "
+        "SELECT pool, metric, arg_max_null(value, recorded_at) AS value, arg_max(verdict, recorded_at) AS verdict "
         "FROM drift GROUP BY pool, metric ORDER BY pool, metric"
     ).to_pylist()
     return rows
@@ -265,16 +268,18 @@ def query_latest_drift(store: Queryable) -> list[dict[str, Any]]:
 def query_latest_evals(store: Queryable) -> list[dict[str, Any]]:
     """Per eval suite and pool, the summary of its latest run (suite, pool, accuracy, delta, verdict)."""
     rows: list[dict[str, Any]] = store.query(
-        "SELECT suite, pool, arg_max(accuracy, recorded_at) AS accuracy, arg_max(delta, recorded_at) AS delta, "
-        "arg_max(verdict, recorded_at) AS verdict FROM eval_runs GROUP BY suite, pool ORDER BY suite, pool"
+        "SELECT suite, pool, arg_max_null(accuracy, recorded_at) AS accuracy, "
+        "arg_max_null(delta, recorded_at) AS delta, arg_max(verdict, recorded_at) AS verdict "
+        "FROM eval_runs GROUP BY suite, pool ORDER BY suite, pool"
     ).to_pylist()
     return rows
 
 
 def query_latest_gates(store: Queryable) -> list[dict[str, Any]]:
-    """Per candidate and baseline, the latest gate (candidate, baseline, score, exit_code)."""
+    """Per candidate and baseline, the latest gate (candidate, baseline, verdict, score, exit_code)."""
     rows: list[dict[str, Any]] = store.query(
-        "SELECT candidate, baseline, arg_max(score, decided_at) AS score, arg_max(exit_code, decided_at) AS exit_code "
+        "SELECT candidate, baseline, arg_max(verdict, decided_at) AS verdict, "
+        "arg_max_null(score, decided_at) AS score, arg_max(exit_code, decided_at) AS exit_code "
         "FROM gates GROUP BY candidate, baseline ORDER BY candidate, baseline"
     ).to_pylist()
     return rows

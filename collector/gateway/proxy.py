@@ -1,11 +1,11 @@
 """The timed gateway: an OpenAI-compatible HTTP service in front of the pools.
 
 Every request is routed to a pool (collector/gateway/routes.py), forwarded with its x-request-id and a W3C
-traceparent naming the gateway's span, timed with a monotonic clock, and recorded as one `requests` row
-(collector/store/rows.py) in the store, in the Prometheus metrics and as an OpenTelemetry span. Streamed
-responses pass through collector/gateway/relay.py, which stamps each event; the timing definitions are those of
-`vllm bench serve` (collector/gateway/timing.py). What the client receives is what the pool sent, plus the
-headers x-request-id and x-inferwatch-pool (the pool that served it).
+traceparent naming the gateway's span, timed with a monotonic clock, and recorded as one `requests` row in the
+store, in the Prometheus metrics and as an OpenTelemetry span (collector/gateway/exchange.py). Streamed responses
+pass through collector/gateway/streaming.py and relay.py, which stamps each event; the timing definitions are
+those of `vllm bench serve` (collector/gateway/timing.py). What the client receives is what the pool sent, plus
+the headers x-request-id and x-inferwatch-pool (the pool that served it).
 
 Request headers the gateway reads: X-Inferwatch-Pool (route to this pool), X-Inferwatch-Source (traffic,
 load, canary or eval; default traffic), X-Inferwatch-Run (a run id stored with the row), x-request-id,
@@ -15,31 +15,33 @@ traceparent/tracestate.
 from __future__ import annotations
 
 import json
-import logging
 import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
-import anyio
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
-from starlette.types import Receive, Scope, Send
 
 from collector.export.metrics import GatewayMetrics, PoolLabels
-from collector.export.tracing import RequestSpan, RequestTracing
-from collector.fleet.cost import BusyCostMeter
-from collector.gateway.relay import MalformedStream, StreamObservation, StreamRelay
+from collector.export.tracing import RequestTracing
+from collector.gateway.exchange import CANCELLED_BEFORE_ANSWER, OK, Exchange, Outcome, Recorder, pool_labels
+from collector.gateway.relay import StreamRelay
 from collector.gateway.routes import Route, RouteError, Router
-from collector.gateway.timing import stream_timing
+from collector.gateway.streaming import RelayResponse
 from collector.store.protocols import RowSink
-from collector.store.rows import ErrorType, Operation, RequestRecord, Source, Status
-
-log = logging.getLogger(__name__)
-SSE = "text/event-stream"
+from collector.vocabulary import (
+    POOL_HEADER,
+    REQUEST_ID_HEADER,
+    SOURCE_HEADER,
+    ErrorType,
+    Operation,
+    Source,
+    Status,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,14 @@ class GatewayConfig:
 
 def openai_error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status)
+
+
+class Refusal(Exception):
+    """The gateway answers the request itself, with this OpenAI error: raised by a step of Gateway.proxy."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.response = openai_error(status, message, kind)
 
 
 class BodyTooLarge(ValueError):
@@ -70,31 +80,30 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: Status
-    error: str | None = None
-    error_type: ErrorType | None = None
+def for_the_pool(body: dict[str, Any], model_id: str) -> tuple[dict[str, Any], bool]:
+    """The request as the pool gets it: the pool's model id, and a stream asks for usage (the row needs the token
+    counts). True when the client had not asked for usage: the relay then removes it again."""
+    body = {**body, "model": model_id}
+    if not body.get("stream"):
+        return body, False
+    options = body.get("stream_options")
+    options = dict(options) if isinstance(options, dict) else {}
+    body["stream_options"] = {**options, "include_usage": True}
+    return body, not options.get("include_usage")
 
 
-OK = Outcome(Status.ok)
-CANCELLED_BEFORE_ANSWER = Outcome(Status.cancelled, "client went away before the pool answered", ErrorType.cancelled)
-
-
-@dataclass
-class Exchange:
-    """One request in flight: what the row will need once it ends."""
-
-    request_id: str
-    operation: Operation
-    source: str
-    run_id: str | None
-    started_at: datetime
-    started_ns: int
-    route: Route
-    span: RequestSpan
-    cost_token: float
-    seen: StreamObservation = field(default_factory=StreamObservation)
+def note_answer(exchange: Exchange, data: bytes) -> Outcome:
+    """A whole answer's usage and finish reason, into the exchange; an error when it is not an OpenAI answer."""
+    try:
+        answer = json.loads(data)
+        exchange.seen.usage = answer.get("usage")
+        exchange.seen.finish_reason = next(
+            (c.get("finish_reason") for c in answer.get("choices") or [] if c.get("finish_reason")), None
+        )
+    except (ValueError, AttributeError) as exc:
+        message = f"pool {exchange.route.pool}: answer is not an OpenAI response ({exc})"
+        return Outcome(Status.error, message, ErrorType.malformed_stream)
+    return OK
 
 
 class Gateway:
@@ -107,11 +116,8 @@ class Gateway:
         config: GatewayConfig | None = None,
     ) -> None:
         self.router = router
-        self.sink = sink
-        self.metrics = metrics
-        self.tracing = tracing
         self.config = config or GatewayConfig()
-        self.meters = {pool: BusyCostMeter(r.price_per_hour * r.replicas) for pool, r in router.routes.items()}
+        self.recorder = Recorder(router.routes, sink, metrics, tracing)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -134,7 +140,7 @@ class Gateway:
         ]
 
     def labels(self, route: Route) -> PoolLabels:
-        return PoolLabels(pool=route.pool, hardware=route.hardware, model=route.model_id, revision=route.revision)
+        return pool_labels(route)
 
     async def models(self, request: Request) -> Response:
         data = [{"id": r.model_id, "object": "model", "owned_by": r.pool} for r in self.router.routes.values()]
@@ -147,208 +153,102 @@ class Gateway:
         return await self.proxy(request, Operation.chat, "/chat/completions")
 
     async def proxy(self, request: Request, operation: Operation, path: str) -> Response:
+        """Read, route, forward; then relay the stream or pass the whole answer on. From the moment it has a
+        route, a request is recorded exactly once, however it ends (collector/gateway/exchange.py)."""
         started_ns = time.perf_counter_ns()
         started_at = datetime.now(UTC)
-        headers = request.headers
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
-        source = headers.get("x-inferwatch-source", Source.traffic)
+        try:
+            source, body = await self._read(request)
+            route = self._route(body, source, request.headers)
+            exchange = self.recorder.begin(operation, source, route, request.headers, started_at, started_ns)
+            body, strip_usage = for_the_pool(body, route.model_id)
+            upstream = await self._forward(exchange, path, body)
+        except Refusal as refusal:
+            return refusal.response
+        reply_headers = {REQUEST_ID_HEADER: exchange.request_id, POOL_HEADER: route.pool}
+        if upstream.status != 200:
+            return await self._pass_refusal(exchange, upstream, reply_headers)
+        if body.get("stream"):
+            return RelayResponse(self.recorder, exchange, upstream, StreamRelay(strip_usage), reply_headers)
+        return await self._pass_answer(exchange, upstream, reply_headers)
+
+    async def _read(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """The request's source and its JSON body; Refusal (400, 413) when they are not."""
+        source = request.headers.get(SOURCE_HEADER, Source.traffic)
         if source not in Source.__members__:
-            message = f"header X-Inferwatch-Source: {source!r} is not one of {', '.join(Source)}"
-            return openai_error(400, message, "invalid_request_error")
+            raise Refusal(400, f"header X-Inferwatch-Source: {source!r} is not one of {', '.join(Source)}")
         try:
             raw = await read_body(request, self.config.max_body_bytes)
         except BodyTooLarge as exc:
-            return openai_error(413, str(exc), "invalid_request_error")
+            raise Refusal(413, str(exc)) from None
         try:
             body = json.loads(raw)
         except ValueError as exc:
-            return openai_error(400, f"request body is not valid JSON ({exc})", "invalid_request_error")
+            raise Refusal(400, f"request body is not valid JSON ({exc})") from None
         if not isinstance(body, dict):
-            return openai_error(400, "request body must be a JSON object", "invalid_request_error")
-        try:
-            route = self.router.resolve(body.get("model"), headers.get("x-inferwatch-pool"),
-                                        split=source in (Source.traffic, Source.load))  # fmt: skip
-        except RouteError as exc:
-            return openai_error(404, str(exc), "not_found_error")
+            raise Refusal(400, "request body must be a JSON object")
+        return source, body
 
-        span = self.tracing.start(operation, route.model_id, headers, start_time_ns=time.time_ns())
-        exchange = Exchange(
-            request_id=request_id, operation=operation, source=source, run_id=headers.get("x-inferwatch-run"),
-            started_at=started_at, started_ns=started_ns, route=route, span=span,
-            cost_token=self.meters[route.pool].start(started_ns / 1e9),
-        )  # fmt: skip
-        self.metrics.inc_in_flight(self.labels(route))
-        streaming = bool(body.get("stream"))
-        strip_usage = False
-        body["model"] = route.model_id
-        if streaming:
-            options = body.get("stream_options")
-            options = dict(options) if isinstance(options, dict) else {}
-            strip_usage = not options.get("include_usage")
-            body["stream_options"] = {**options, "include_usage": True}
-        upstream_headers = {"content-type": "application/json", "x-request-id": request_id, **span.outgoing_headers()}
-        reply_headers = {"x-request-id": request_id, "x-inferwatch-pool": route.pool}
+    def _route(self, body: dict[str, Any], source: str, headers: Headers) -> Route:
+        try:
+            return self.router.resolve(body.get("model"), headers.get(POOL_HEADER),
+                                       split=source in (Source.traffic, Source.load))  # fmt: skip
+        except RouteError as exc:
+            raise Refusal(404, str(exc), "not_found_error") from None
+
+    async def _forward(self, exchange: Exchange, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST the request to its pool; a pool that cannot be reached is recorded and refused with a 502."""
+        route = exchange.route
+        headers = {
+            "content-type": "application/json",
+            REQUEST_ID_HEADER: exchange.request_id,
+            **exchange.span.outgoing_headers(),
+        }
         assert self._session is not None, "Gateway.start() was not awaited"
         try:
-            upstream = await self._session.post(
-                route.upstream + path, data=json.dumps(body).encode(), headers=upstream_headers
-            )
+            return await self._session.post(route.upstream + path, data=json.dumps(body).encode(), headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"pool {route.pool}: no answer from {route.upstream} ({type(exc).__name__}: {exc})"
-            self.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_unreachable))
-            return openai_error(502, message, "upstream_error")
+            self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_unreachable))
+            raise Refusal(502, message, "upstream_error") from None
         except BaseException:
-            self.finish(exchange, CANCELLED_BEFORE_ANSWER)
+            self.recorder.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
 
-        if upstream.status != 200:
-            try:
-                detail = (await upstream.read()).decode(errors="replace")
-            finally:
-                upstream.release()
-            message = f"pool {route.pool}: HTTP {upstream.status} from {route.upstream}: {detail[:500]}"
-            kind = ErrorType.upstream_5xx if upstream.status >= 500 else ErrorType.upstream_4xx
-            self.finish(exchange, Outcome(Status.error, message, kind))
-            if upstream.status >= 500:
-                return openai_error(502, message, "upstream_error")
-            content_type = upstream.headers.get("content-type", "application/json")
-            return Response(detail, upstream.status, headers=reply_headers, media_type=content_type)
+    async def _pass_refusal(
+        self, exchange: Exchange, upstream: aiohttp.ClientResponse, reply_headers: dict[str, str]
+    ) -> Response:
+        """The pool answered other than 200: a 4xx goes to the client as it came, a 5xx becomes a 502."""
+        route = exchange.route
+        try:
+            detail = (await upstream.read()).decode(errors="replace")
+        finally:
+            upstream.release()
+        message = f"pool {route.pool}: HTTP {upstream.status} from {route.upstream}: {detail[:500]}"
+        kind = ErrorType.upstream_5xx if upstream.status >= 500 else ErrorType.upstream_4xx
+        self.recorder.finish(exchange, Outcome(Status.error, message, kind))
+        if upstream.status >= 500:
+            return openai_error(502, message, "upstream_error")
+        content_type = upstream.headers.get("content-type", "application/json")
+        return Response(detail, upstream.status, headers=reply_headers, media_type=content_type)
 
-        if streaming:
-            return RelayResponse(self, exchange, upstream, StreamRelay(strip_usage), reply_headers)
-
+    async def _pass_answer(
+        self, exchange: Exchange, upstream: aiohttp.ClientResponse, reply_headers: dict[str, str]
+    ) -> Response:
+        """A whole answer: read, noted (usage, finish reason), recorded and passed on as it came."""
         try:
             data = await upstream.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             upstream.close()
-            message = f"pool {route.pool}: response broke off ({type(exc).__name__}: {exc})"
-            self.finish(exchange, Outcome(Status.error, message, ErrorType.stream_cut))
+            message = f"pool {exchange.route.pool}: response broke off ({type(exc).__name__}: {exc})"
+            self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.stream_cut))
             return openai_error(502, message, "upstream_error")
         except BaseException:
             upstream.close()
-            self.finish(exchange, CANCELLED_BEFORE_ANSWER)
+            self.recorder.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
         upstream.release()
         now_ns = time.perf_counter_ns()
-        try:
-            answer = json.loads(data)
-            exchange.seen.usage = answer.get("usage")
-            exchange.seen.finish_reason = next(
-                (c.get("finish_reason") for c in answer.get("choices") or [] if c.get("finish_reason")), None
-            )
-        except (ValueError, AttributeError) as exc:
-            message = f"pool {route.pool}: answer is not an OpenAI response ({exc})"
-            self.finish(exchange, Outcome(Status.error, message, ErrorType.malformed_stream), now_ns)
-        else:
-            self.finish(exchange, OK, now_ns)
+        self.recorder.finish(exchange, note_answer(exchange, data), now_ns)
         content_type = upstream.headers.get("content-type", "application/json")
         return Response(data, 200, headers=reply_headers, media_type=content_type)
-
-    def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> None:
-        """Record the request: one row, the metrics, the span. Never raises into the response path."""
-        ended_ns = ended_ns or time.perf_counter_ns()
-        route = ex.route
-        usage = ex.seen.usage or {}
-        completion = _int(usage.get("completion_tokens"))
-        details = usage.get("prompt_tokens_details") or {}
-        timing = stream_timing(ex.started_ns, ex.seen.content_ns, ended_ns, completion or 0)
-        record = RequestRecord(
-            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=outcome.status,
-            operation=ex.operation, trace_id=ex.span.trace_id, run_id=ex.run_id, revision=route.revision,
-            hardware=route.hardware, model=route.model_id, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
-            itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s,
-            e2e_s=timing.e2e_s,
-            prompt_tokens=_int(usage.get("prompt_tokens")),
-            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, Mapping) else None),
-            completion_tokens=completion, finish_reason=ex.seen.finish_reason,
-            error=outcome.error, error_type=outcome.error_type,
-            cost_usd=self.meters[route.pool].finish(ex.cost_token, ended_ns / 1e9),
-        )  # fmt: skip
-        labels = self.labels(route)
-        self.metrics.dec_in_flight(labels)
-        try:
-            self.sink.append("requests", [record.as_row()])
-        except Exception:  # a closed store: the row is in the log, the client still gets its answer
-            log.exception("request %s: row not stored: %s", record.id, record)
-        self.metrics.observe(record, labels)
-        ex.span.end(record)
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _error_event(message: str) -> bytes:
-    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": 502}}
-    return b"data: " + json.dumps(error).encode() + b"\n\n"
-
-
-class RelayResponse(StreamingResponse):
-    """An ASGI response that relays a pool's event stream and records the request when it ends.
-
-    It watches the client connection: when the client goes away, the upstream request is closed (the
-    pool aborts it) and the row is recorded with status cancelled.
-    """
-
-    def __init__(
-        self,
-        gateway: Gateway,
-        exchange: Exchange,
-        upstream: aiohttp.ClientResponse,
-        relay: StreamRelay,
-        headers: Mapping[str, str],
-    ) -> None:
-        # StreamingResponse for its headers (no content-length); __call__ below does the streaming
-        super().__init__(iter(()), status_code=200, headers={**headers, "cache-control": "no-cache"}, media_type=SSE)
-        self.gateway, self.exchange, self.upstream, self.relay = gateway, exchange, upstream, relay
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = Outcome(Status.cancelled, "client disconnected mid-stream", ErrorType.cancelled)
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
-                outcome = await self._pump(send)
-                group.cancel_scope.cancel()
-        finally:
-            if outcome.status is Status.cancelled and self.relay.seen.done and self.relay.seen.error is None:
-                # the client hung up after it had `data: [DONE]` (clients may close at once): it got it all
-                outcome = OK
-            if outcome.status is Status.ok:
-                self.upstream.release()
-            else:
-                self.upstream.close()  # the pool sees the connection go and aborts the request
-            self.exchange.seen = self.relay.seen
-            self.gateway.finish(self.exchange, outcome)
-
-    @staticmethod
-    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
-
-    async def _pump(self, send: Send) -> Outcome:
-        pool = self.exchange.route.pool
-        outcome = OK
-        try:
-            async for data in self.upstream.content.iter_any():
-                out = self.relay.feed(data, time.perf_counter_ns())
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-            tail = self.relay.end()
-        except MalformedStream as exc:
-            outcome = Outcome(Status.error, f"pool {pool}: malformed event stream ({exc})", ErrorType.malformed_stream)
-            tail = exc.forward + _error_event(outcome.error or "")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            message = f"pool {pool}: stream broke off ({type(exc).__name__}: {exc})"
-            outcome = Outcome(Status.error, message, ErrorType.stream_cut)
-            tail = _error_event(message)
-        else:
-            if self.relay.seen.error is not None:
-                message = f"pool {pool}: {self.relay.seen.error}"
-                outcome = Outcome(Status.error, message, ErrorType.upstream_error_event)
-            elif not self.relay.seen.done:
-                message = f"pool {pool}: stream ended before data: [DONE]"
-                outcome = Outcome(Status.error, message, ErrorType.stream_cut)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-        return outcome

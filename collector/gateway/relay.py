@@ -1,4 +1,5 @@
-"""A streamed (SSE) OpenAI response passing through the gateway: split into events, observed, forwarded.
+"""A streamed (SSE) OpenAI response passing through the gateway: split into events (collector/gateway/sse.py),
+observed, forwarded.
 
 Pure: bytes in, bytes out, with the caller's monotonic timestamps. The relay notes the time of every
 event that carries generated tokens (every completions event, chat events with `delta.content`), the finish
@@ -11,12 +12,10 @@ instead, so the relay holds finish events back until the usage event (or the end
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
-DONE = b"[DONE]"
+from collector.gateway.sse import DONE, Event, EventParser
 
 
 class MalformedStream(ValueError):
@@ -39,11 +38,6 @@ class StreamObservation:
     done: bool = False  # saw `data: [DONE]`
 
 
-def _data(event: bytes) -> bytes | None:
-    lines = [line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None
-
-
 def _has_content(choice: dict[str, Any]) -> bool:
     """A generated token, as `vllm bench serve` counts them: every completions event (tokens such as EOS
     decode to "", and they are tokens all the same); chat events with content (not the opening role event)."""
@@ -57,17 +51,14 @@ class StreamRelay:
     def __init__(self, strip_usage: bool) -> None:
         self.strip_usage = strip_usage
         self.seen = StreamObservation()
-        self._buffer = b""
+        self._parser = EventParser()
         self._held: list[bytes] = []  # finish events waiting for the usage event
 
     def feed(self, data: bytes, now_ns: int) -> bytes:
         """Take bytes from the upstream; returns the bytes to forward to the client now."""
-        self._buffer += data
-        parts = _EVENT_END.split(self._buffer)
-        self._buffer = parts.pop()
         out = bytearray()
-        for event in parts:
-            if event.strip():
+        for event in self._parser.feed(data):
+            if event.raw.strip():
                 try:
                     out += self._event(event, now_ns)
                 except MalformedStream as exc:
@@ -78,13 +69,14 @@ class StreamRelay:
         """The upstream closed; returns what is still held or buffered."""
         rest = b"".join(self._held)
         self._held.clear()
-        if self._buffer.strip():
-            raise MalformedStream(f"stream ended inside an event: {self._buffer[:200]!r}")
+        last = self._parser.end()
+        if last is not None and last.raw.strip():
+            raise MalformedStream(f"stream ended inside an event: {last.raw[:200]!r}")
         return rest
 
-    def _event(self, event: bytes, now_ns: int) -> bytes:
-        framed = event + b"\n\n"
-        payload = _data(event)
+    def _event(self, event: Event, now_ns: int) -> bytes:
+        framed = event.raw + b"\n\n"
+        payload = event.data
         if payload is None:  # comments and other fields pass through
             return framed
         if payload.strip() == DONE:

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from engine.lifecycle import EngineState
 from engine.specs import PoolSet
+from engine.state import EngineState
 
 
 class RouteError(LookupError):

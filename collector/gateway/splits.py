@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.gateway.routes import Router, Split, SplitError
+from collector.state import CollectorError
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ class SplitClient:
         try:
             response = httpx.request(method, self.url + path, json=body, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
-            raise RuntimeError(f"collector at {self.url}: no answer to {method} {path} ({exc})") from None
+            raise CollectorError(f"collector at {self.url}: no answer to {method} {path} ({exc})") from None
         if response.status_code != 200:
-            raise RuntimeError(f"collector at {self.url}: {response.text[:300]}")
+            raise CollectorError(f"collector at {self.url}: {response.text[:300]}")
         answer: dict[str, Any] = response.json()
         return answer
 

@@ -32,12 +32,12 @@ import aiohttp
 import numpy as np
 from tqdm import tqdm
 
+from collector.gateway.sse import DONE, read_data
 from collector.gateway.timing import NS, stream_timing
 from collector.loadgen.arrivals import arrival_gaps, arrival_offsets, check_rate
 from collector.loadgen.workloads import WorkItem
-from collector.store.rows import Source, Status
+from collector.vocabulary import POOL_HEADER, REQUEST_ID_HEADER, RUN_HEADER, SOURCE_HEADER, Source, Status
 
-POOL_HEADER = "x-inferwatch-pool"
 _parse = json.JSONDecoder().decode  # json.loads minus its per-call checks: this runs once per token
 ERROR_CHARS = 500  # of an upstream error body kept in a result
 
@@ -157,8 +157,8 @@ class _Runner:
         self.url = config.completions_url
         self.headers = {
             "Content-Type": "application/json",
-            "X-Inferwatch-Source": Source.load.value,
-            "X-Inferwatch-Run": config.run_id,
+            SOURCE_HEADER: Source.load.value,
+            RUN_HEADER: config.run_id,
         }
         if config.api_key:
             self.headers["Authorization"] = f"Bearer {config.api_key}"
@@ -180,7 +180,7 @@ class _Runner:
 
     async def send(self, request_id: str, model: str, item: WorkItem) -> RequestResult:
         body = self.body(model, item)
-        headers = {**self.headers, "x-request-id": request_id}
+        headers = {**self.headers, REQUEST_ID_HEADER: request_id}
         stream = _Stream()
         pool, http_status = pool_of(model), None
         started = time.perf_counter_ns()
@@ -228,20 +228,12 @@ class _Stream:
         self.done = False
 
     async def read(self, content: aiohttp.StreamReader) -> None:
-        """Reads whatever has arrived and splits it into lines here (fewer awaits than a readline per line)."""
-        rest = b""
-        async for piece in content.iter_any():
-            lines = (rest + piece).split(b"\n") if rest else piece.split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                if line.startswith(b"data:") and self.event(line[5:].strip()):
-                    return
-        if rest.startswith(b"data:"):
-            self.event(rest[5:].strip())
+        """Reads whatever has arrived at once (fewer awaits than a readline per line)."""
+        await read_data(content.iter_any(), self.event)
 
     def event(self, data: bytes) -> bool:
         """One `data:` payload; True once the stream is over ([DONE] or an error event)."""
-        if data == b"[DONE]":
+        if data.strip() == DONE:
             self.done = True
             return True
         chunk = _parse(data.decode())

@@ -52,7 +52,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 2: which load/canary/eval run a request belongs to, which OpenAI operation it was, and the class of
-    # its error (collector/store/rows.py ErrorType) beside the message
+    # its error (collector/vocabulary.py ErrorType) beside the message
     """
     ALTER TABLE requests ADD COLUMN run_id VARCHAR;
     ALTER TABLE requests ADD COLUMN operation VARCHAR;
@@ -83,7 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TIMESTAMPTZ NOT NULL
     );
     """,
-    # 5: rollouts (gate/rollout.py): one row per step of a rollout (start, shift, load, canary, eval, judge,
+    # 5: rollouts (gate/rollout/): one row per step of a rollout (start, shift, load, canary, eval, judge,
     # promote / abort), with what the step did or why it failed
     """
     CREATE TABLE rollouts (

@@ -7,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from collector.vocabulary import DriftVerdict
 from dashboards.drift_view import (
     VERDICT_COLOURS,
     divergences,
@@ -43,8 +44,8 @@ st.dataframe(
 )
 
 rows = pd.DataFrame(fetch("drift", "drift_rows").to_pylist())
-pool = st.selectbox("Pool", sorted(cells.pool.unique(), key=lambda p: (not (cells[cells.pool == p].verdict == "drift")
-                                                                         .any(), p)))  # fmt: skip
+drifting = set(cells[cells.verdict == DriftVerdict.drift].pool)
+pool = st.selectbox("Pool", sorted(cells.pool.unique(), key=lambda p: (p not in drifting, p)))
 latest = rows[rows.pool == pool]
 run_id = latest.iloc[0].run_id
 verdicts = latest[latest.run_id == run_id]

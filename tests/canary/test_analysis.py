@@ -9,7 +9,6 @@ import pytest
 from canary.analysis import (
     PerProbe,
     PoolAnswers,
-    Verdict,
     greedy,
     judge,
     judge_sampled,
@@ -19,6 +18,7 @@ from canary.analysis import (
 )
 from canary.client import Generated, Scored
 from canary.probes import Probe
+from collector.vocabulary import DriftVerdict
 
 ln = math.log
 PROBES = {f"p{i}": Probe(id=f"p{i}", prompt="1+2=", continuation="3", expected="3", alphabet="0123456789",
@@ -69,9 +69,9 @@ def test_unexpected_characters_count_in_greedy_outputs_only() -> None:
 def test_a_critical_metric_drifts_on_one_probe_over_its_band() -> None:
     metric = PerProbe("greedy_hard_mismatch", {"p0": 1.0, "p1": 0.0, "p2": 0.0, "p3": 0.0}, {"p0": "at token 0"})
     result = judge(metric, [0.0] * 40, alpha=0.05)
-    assert result.verdict is Verdict.drift and result.critical and result.probe == "p0"
+    assert result.verdict is DriftVerdict.drift and result.critical and result.probe == "p0"
     assert result.value == 0.25 and result.band_high == 0.0 and "1/4 probes over the band" in result.evidence
-    assert judge(PerProbe("greedy_hard_mismatch", {"p0": 0.0}), [0.0] * 40, 0.05).verdict is Verdict.ok
+    assert judge(PerProbe("greedy_hard_mismatch", {"p0": 0.0}), [0.0] * 40, 0.05).verdict is DriftVerdict.ok
 
 
 def test_a_non_critical_metric_needs_more_probes_over_the_band_than_chance() -> None:
@@ -80,31 +80,32 @@ def test_a_non_critical_metric_needs_more_probes_over_the_band_than_chance() -> 
     result = judge(one_over, null, alpha=0.05)
     assert result.band_high == pytest.approx(0.38)
     # 1 of 20 over: P(Binomial(20, 0.05) >= 1) = 1 - 0.95^20
-    assert result.p_value == pytest.approx(1 - 0.95**20) and result.verdict is Verdict.ok
+    assert result.p_value == pytest.approx(1 - 0.95**20) and result.verdict is DriftVerdict.ok
     many = PerProbe("greedy_divergence", {f"p{i}": (0.9 if i < 6 else 0.0) for i in range(20)})
-    assert judge(many, null, alpha=0.05).verdict is Verdict.drift  # 6/20 = 30 % of the probes
+    assert judge(many, null, alpha=0.05).verdict is DriftVerdict.drift  # 6/20 = 30 % of the probes
     # significant but small: 10 of 100 probes over a zero band, P(Binomial(100, 0.05) >= 10) = 0.028, but
     # 10 % of the probes is not more than the 10 % effect size
     few = PerProbe("greedy_divergence", {f"p{i}": (1.0 if i < 10 else 0.0) for i in range(100)})
     result = judge(few, [0.0] * 100, alpha=0.05)
-    assert result.p_value < 0.05 and result.verdict is Verdict.ok
+    assert result.p_value < 0.05 and result.verdict is DriftVerdict.ok
 
 
 def test_kl_below_the_benign_tolerance_is_not_drift_even_when_aa_is_exactly_zero() -> None:
     small = PerProbe("tf_mean_kl", {f"p{i}": 0.01 for i in range(20)})  # bfloat16-like: every probe a little off
     result = judge(small, [0.0] * 40, alpha=0.05)
-    assert result.band_high == 0.05 and result.verdict is Verdict.ok
+    assert result.band_high == 0.05 and result.verdict is DriftVerdict.ok
 
 
 def test_no_answers_is_nodata_never_ok() -> None:
-    assert judge(PerProbe("tf_mean_kl", {}), [0.0], 0.05).verdict is Verdict.nodata
-    assert judge_sampled(sampled(PoolAnswers("r"), PoolAnswers("x"), 0.05), 0.05).verdict is Verdict.nodata
+    assert judge(PerProbe("tf_mean_kl", {}), [0.0], 0.05).verdict is DriftVerdict.nodata
+    assert judge_sampled(sampled(PoolAnswers("r"), PoolAnswers("x"), 0.05), 0.05).verdict is DriftVerdict.nodata
 
 
 def test_sampled_answers_from_another_distribution_drift() -> None:
     same = [gen("p0", "3", ["t3"], seed=i) for i in range(30)]
     ref = PoolAnswers("ref", samples={"p0": same})
-    assert judge_sampled(sampled(ref, PoolAnswers("aa", samples={"p0": same}), 0.05, 99), 0.05).verdict is Verdict.ok
+    alike = judge_sampled(sampled(ref, PoolAnswers("aa", samples={"p0": same}), 0.05, 99), 0.05)
+    assert alike.verdict is DriftVerdict.ok
     boosted = [gen("p0", "#" if i % 2 else "3", ["t40" if i % 2 else "t3"], seed=i) for i in range(30)]
     result = judge_sampled(sampled(ref, PoolAnswers("x", samples={"p0": boosted}), 0.05, 99), 0.05)
-    assert result.verdict is Verdict.drift and result.probe == "p0"
+    assert result.verdict is DriftVerdict.drift and result.probe == "p0"

@@ -3,6 +3,7 @@ pool does not answer as the API promises (a scripted upstream without prompt_log
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def test_a_pool_that_gives_no_prompt_logprobs_is_named(home: Path) -> None:
     done = inferwatch("canary", "run", "--home", str(home), "--reference", "ok", "--pools", "err500",
                       "--probes", "text-v1", "--in-process", timeout=120)  # fmt: skip
     assert done.returncode == 1
-    assert "probe text-v1-0000" in done.stderr and ("pool ok" in done.stderr or "pool err500" in done.stderr)
+    # probes go out concurrently: whichever failed first is named
+    assert re.search(r"probe text-v1-\d{4}\b", done.stderr), done.stderr
+    assert "pool ok" in done.stderr or "pool err500" in done.stderr
 
 
 def test_without_a_collector_it_says_how_to_start_one(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from collector.state import CollectorState
 from collector.store.door import connect
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 from tests.conftest import inferwatch
 
 pytestmark = pytest.mark.engine

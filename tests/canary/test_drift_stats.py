@@ -12,12 +12,11 @@ from canary.drift_stats import (
     benjamini_hochberg,
     chi_square_two_sample,
     compare_greedy,
-    empirical_p_value,
     first_divergence,
     mmd_hamming,
     null_threshold,
     position_divergence,
-    self_consistency,
+    self_inconsistency,
     sequence_divergence,
     unexpected_rate,
 )
@@ -68,11 +67,14 @@ def test_first_divergence_and_hard_mismatch() -> None:
     assert not compare_greedy(list("123"), top, list("12")).hard_mismatch  # stopping early is not a wrong token
 
 
-def test_self_consistency_by_hand() -> None:
+def test_self_inconsistency_by_hand() -> None:
     top = {"a": -0.1, "b": -2.0}
-    assert self_consistency(["a", "b", "a", "a"], [top] * 4) == 0.75
+    assert self_inconsistency(["a", "b", "a", "a"], [top] * 4) == 0.25  # "b" is not its own argmax "a"
+    # a position without reported logprobs counts neither way: 1 of the 2 that have them
+    assert self_inconsistency(["a", "b", "b"], [top, {}, top]) == 0.5
+    assert self_inconsistency([], []) == 0.0 and self_inconsistency(["b"], [{}]) == 0.0
     with pytest.raises(ValueError):
-        self_consistency(["a"], [])
+        self_inconsistency(["a"], [])
 
 
 def test_unexpected_characters() -> None:
@@ -143,7 +145,6 @@ def test_null_threshold_by_hand_and_its_guarantee() -> None:
     values = [float(v) for v in range(1, 20)]  # 19 A/A values
     assert null_threshold(values, 0.1) == 18.0  # the ceil(20 * 0.9) = 18th smallest
     assert null_threshold(values, 0.01) == math.inf  # 19 values cannot give a 1 % band
-    assert empirical_p_value(18.5, values) == pytest.approx(0.1)
     rng = np.random.default_rng(4)
     flagged = 0
     for _ in range(4000):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from aiohttp import web
 from collector import daemon
 from collector.service import CollectorConfig
 from collector.state import CollectorState
-from engine.lifecycle import EngineState, PoolEndpoint
+from engine.state import EngineState, PoolEndpoint
 from tests.conftest import DATA, free_port
 
 
@@ -175,3 +177,14 @@ def start_collector(home: Path, upstream: FaultyUpstream, **config: Any) -> Coll
         port=free_port(), **config,
     )  # fmt: skip
     return daemon.up(cfg, home / "collector.json", log=lambda _: None)
+
+
+@contextmanager
+def collector_over_faulty_upstream(home: Path) -> Iterator[CollectorState]:
+    """A real collector in front of a scripted upstream, stopped (and flushed) afterwards."""
+    with FaultyUpstream() as upstream:
+        state = start_collector(home, upstream)
+        try:
+            yield state
+        finally:
+            daemon.down(home / "collector.json")

@@ -24,7 +24,7 @@ from collector.scraper import (
     targets_from_engine,
 )
 from collector.store.embedded import Store
-from engine.lifecycle import EngineState, PoolEndpoint
+from engine.state import EngineState, PoolEndpoint
 from tests.conftest import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"

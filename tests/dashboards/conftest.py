@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from collector.store.embedded import Store
-from dashboards.launch import APP
+from dashboards.launch import APP, COLLECTOR_STATE_VAR, STORE_VAR
 from tests.dashboards.seed import seed
 
 OpenApp = Callable[..., AppTest]
@@ -26,9 +26,10 @@ def seeded(tmp_path: Path) -> Path:
 
 
 def app_on(store: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> OpenApp:
-    """An opener of the app on `store` (no collector recorded in `home` unless a test writes one)."""
-    monkeypatch.setenv("INFERWATCH_STORE", str(store))
-    monkeypatch.setenv("INFERWATCH_HOME", str(home))
+    """An opener of the app on `store` (no collector recorded in `home` unless a test writes one), with the
+    environment `inferwatch dashboard` gives it."""
+    monkeypatch.setenv(STORE_VAR, str(store))
+    monkeypatch.setenv(COLLECTOR_STATE_VAR, str(home / "collector.json"))
 
     def open_app(page: str | None = None, window: str | None = None) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=60)

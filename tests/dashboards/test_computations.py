@@ -1,5 +1,6 @@
 """The dashboard's pure computations, by hand: changes between windows, how figures read, time buckets,
-cost per bucket, token labels, the order of divergences; and `inferwatch dashboard` refusing a busy port."""
+cost per bucket, token labels, the order of divergences; where the app reads (what the launcher passes it);
+and `inferwatch dashboard` refusing a busy port."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pyarrow as pa
 import pytest
 
 from collector.fleet.report import PoolPrice
+from dashboards.data import Location, location
 from dashboards.drift_view import Output, divergences
 from dashboards.fleet_figures import FIGURES, PoolFigures, changes, show, show_change
+from dashboards.launch import ROOT, environment
 from dashboards.series import bucket_seconds, cost_frame
 from dashboards.tokens import label, vocabulary
 from tests.conftest import DATA, inferwatch
@@ -81,6 +84,12 @@ def test_hard_mismatches_first_then_divergences_then_agreement() -> None:
     ]
     found = [(d.pool.probe_id, d.first, d.hard) for d in divergences(reference, pool)]
     assert found == [("p2", 1, True), ("p3", 1, False), ("p1", None, False)]
+
+
+def test_the_app_reads_where_the_launcher_points_it(tmp_path: Path) -> None:
+    env = environment(tmp_path / "s.duckdb", tmp_path / "collector.json", {"PYTHONPATH": "/elsewhere"})
+    assert location(env) == Location(tmp_path / "s.duckdb", tmp_path / "collector.json")
+    assert env["PYTHONPATH"] == f"{ROOT}:/elsewhere"
 
 
 def test_the_command_refuses_a_port_in_use(tmp_path: Path) -> None:

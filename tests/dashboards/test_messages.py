@@ -19,6 +19,7 @@ from collector.store.door import connect
 from collector.store.embedded import Store
 from collector.store.schema import MIGRATIONS
 from dashboards.data import HINTS
+from dashboards.launch import COLLECTOR_STATE_VAR, STORE_VAR
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
 from tests.conftest import free_port
 from tests.dashboards.conftest import OpenApp, app_on
@@ -37,6 +38,20 @@ def test_no_store_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for page in PAGES:
         shown = messages(open_app(page))
         assert any("no store there yet; `inferwatch collector up` creates it" in m for m in shown), (page, shown)
+
+
+def test_started_without_inferwatch_dashboard_no_store_is_guessed(
+    seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_app = app_on(seeded, tmp_path, monkeypatch)
+    monkeypatch.delenv(STORE_VAR)
+    monkeypatch.delenv(COLLECTOR_STATE_VAR)
+    expected = (f"No store named: start the dashboard with `inferwatch dashboard` (it sets {STORE_VAR} and "
+                f"{COLLECTOR_STATE_VAR} for the app).")  # fmt: skip
+    for page in PAGES:
+        shown = messages(open_app(page))
+        assert shown and set(shown) == {expected}, (page, shown)  # gates_alerts says it for each of its tables
+    assert expected in [c.value for c in open_app().sidebar.caption]
 
 
 def test_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.lifecycle import port_is_free
+from engine.ports import port_is_free
 from tests.conftest import engine_flags, inferwatch
 
 ROOT = Path(__file__).resolve().parents[2]

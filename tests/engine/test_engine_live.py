@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from engine.arith import sample_problems
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 from tests.conftest import inferwatch
 
 pytestmark = pytest.mark.engine

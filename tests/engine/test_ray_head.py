@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.lifecycle import CURRENT_CLUSTER_FILE, EngineConfig, forget_current_cluster, start_local_ray, stop_local_ray
+from engine.ray_head import CURRENT_CLUSTER_FILE, forget_current_cluster, start_local_ray, stop_local_ray
+from engine.state import EngineConfig
 from tests.conftest import free_port
 
 CONNECT = """

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evals.compare import CompareConfig, Verdict, compare_pool, compare_run
+from collector.vocabulary import EvalVerdict
+from evals.compare import CompareConfig, compare_pool, compare_run
 
 
 def outcomes(right: int, wrong: int, failed: int = 0, start: int = 0) -> dict[str, bool | None]:
@@ -20,7 +21,7 @@ def test_a_clear_drop_is_regressed() -> None:
     for n in range(990, 995):  # 5 the other way round
         pool[f"i{n:04d}"] = True
     summary = compare_pool("noisy", pool, reference, CompareConfig())
-    assert summary.verdict is Verdict.regressed
+    assert summary.verdict is EvalVerdict.regressed
     assert summary.paired is not None and (summary.paired.b, summary.paired.c) == (30, 5)
     assert summary.delta == pytest.approx(-0.025)  # (5 - 30) / 1000
     assert summary.p_value == pytest.approx(5.0e-5, rel=0.05)  # chi-square (25 - 1)^2 / 35 = 16.46
@@ -33,7 +34,7 @@ def test_a_few_discordant_items_on_a_large_run_pass_as_non_inferior() -> None:
     pool = dict(reference)
     pool["i0000"], pool["i0001"], pool["i0998"] = False, False, True  # b=2, c=1
     summary = compare_pool("bf16", pool, reference, CompareConfig())
-    assert summary.verdict is Verdict.passed and summary.p_value == 1.0  # 2 * P(X <= 1 | 3) = 1
+    assert summary.verdict is EvalVerdict.passed and summary.p_value == 1.0  # 2 * P(X <= 1 | 3) = 1
     assert summary.delta_low == pytest.approx(-0.0051, abs=1e-4)  # above -0.02
     assert "no worse than the reference by 2.0 pts" in summary.reason
 
@@ -41,7 +42,7 @@ def test_a_few_discordant_items_on_a_large_run_pass_as_non_inferior() -> None:
 def test_a_small_run_is_inconclusive_and_says_how_many_items_would_decide() -> None:
     reference, pool = outcomes(20, 0), outcomes(20, 0)
     summary = compare_pool("bf16", pool, reference, CompareConfig())
-    assert summary.verdict is Verdict.inconclusive and summary.items_needed == 391
+    assert summary.verdict is EvalVerdict.inconclusive and summary.items_needed == 391
     assert summary.delta_low == pytest.approx(-(1 - 20 / (20 + 1.644854**2)), abs=1e-6)
     assert "needs about 391 paired items, this run has 20" in summary.reason
 
@@ -52,21 +53,21 @@ def test_failed_items_are_left_out_of_the_pairs_and_block_a_pass() -> None:
     summary = compare_pool("flaky", pool, reference, CompareConfig())
     assert (summary.items, summary.scored, summary.errors) == (1000, 900, 100)
     assert summary.paired is not None and summary.paired.n == 900
-    assert summary.verdict is Verdict.inconclusive and "100 of 1000 items failed" in summary.reason
+    assert summary.verdict is EvalVerdict.inconclusive and "100 of 1000 items failed" in summary.reason
 
 
 def test_nothing_to_compare_is_nodata_never_a_pass() -> None:
     reference = outcomes(10, 0)
-    assert compare_pool("down", outcomes(0, 0, failed=10), reference, CompareConfig()).verdict is Verdict.nodata
+    assert compare_pool("down", outcomes(0, 0, failed=10), reference, CompareConfig()).verdict is EvalVerdict.nodata
     other_items = outcomes(10, 0, start=100)
     summary = compare_pool("odd", other_items, reference, CompareConfig())
-    assert summary.verdict is Verdict.nodata and "no item was scored on both" in summary.reason
+    assert summary.verdict is EvalVerdict.nodata and "no item was scored on both" in summary.reason
 
 
 def test_compare_run_puts_the_reference_first() -> None:
     summaries = compare_run({"bf16": outcomes(5, 5), "ref": outcomes(9, 1, failed=1)}, "ref")
     assert [s.pool for s in summaries] == ["ref", "bf16"]
-    assert summaries[0].verdict is Verdict.reference and summaries[0].reason == "1 items failed"
+    assert summaries[0].verdict is EvalVerdict.reference and summaries[0].reason == "1 items failed"
     assert summaries[0].accuracy == pytest.approx(0.9)
     with pytest.raises(ValueError, match="the reference 'gpu' has no items in this run; pools: bf16"):
         compare_run({"bf16": outcomes(1, 0)}, "gpu")

@@ -15,7 +15,7 @@ import pytest
 from collector import daemon
 from collector.state import CollectorState
 from collector.store.door import connect
-from evals.compare import Verdict
+from collector.vocabulary import EvalVerdict
 from evals.job import EvalJob, EvalRun, run_eval_job
 from evals.runner import AskConfig
 from tests.collector.faulty_upstream import DYING_AFTER, FaultyUpstream, start_collector
@@ -103,8 +103,9 @@ def test_a_pool_that_dies_mid_run_records_its_failed_items_with_the_error(setup:
 
 def test_verdicts(run: EvalRun) -> None:
     verdicts = {s.pool: s.verdict for s in run.summaries}
-    assert verdicts == {"sums": Verdict.reference, "flaky": Verdict.inconclusive, "dying": Verdict.inconclusive,
-                        "ok": Verdict.regressed, "err500": Verdict.nodata}  # fmt: skip
+    assert verdicts == {"sums": EvalVerdict.reference, "flaky": EvalVerdict.inconclusive,
+                        "dying": EvalVerdict.inconclusive, "ok": EvalVerdict.regressed,
+                        "err500": EvalVerdict.nodata}  # fmt: skip
     dying = next(s for s in run.summaries if s.pool == "dying")
     assert (dying.scored, dying.errors, dying.accuracy) == (DYING_AFTER, ITEMS - DYING_AFTER, 1.0)
     assert "10 of 40 items failed" in dying.reason

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector.store.embedded import Store
-from evals.compare import Verdict
+from collector.vocabulary import EvalVerdict
 from evals.job import import_lm_eval
 from evals.lm_eval_import import SamplesError, read_samples, sample_files, task_of
 
@@ -99,7 +99,7 @@ def test_import_two_pools_and_compare_them_in_the_store(tmp_path: Path) -> None:
         assert run_id == "lm1" and list(by_suite) == ["lm-eval/add"]
         ref_summary, tpu = by_suite["lm-eval/add"]
         assert ref_summary.accuracy == 1.0 and tpu.accuracy == pytest.approx(10 / 40)
-        assert tpu.verdict is Verdict.regressed and tpu.paired is not None and tpu.paired.b == 30
+        assert tpu.verdict is EvalVerdict.regressed and tpu.paired is not None and tpu.paired.b == 30
         stored = store.query("SELECT pool, verdict, origin FROM eval_runs ORDER BY pool").to_pylist()
         assert stored == [{"pool": "ref", "verdict": "reference", "origin": "lm-eval"},
                           {"pool": "tpu", "verdict": "regressed", "origin": "lm-eval"}]  # fmt: skip
@@ -127,4 +127,4 @@ def test_real_lm_eval_output_imports_and_compares(tmp_path: Path) -> None:
     assert (ref.items, ref.correct) == (40, 40)  # lm-eval's exact_match: 1.0
     assert (boost.items, boost.correct) == (40, 32)  # lm-eval's exact_match: 0.8
     assert boost.paired is not None and (boost.paired.b, boost.paired.c) == (8, 0)
-    assert boost.p_value == pytest.approx(2 * 0.5**8) and boost.verdict is Verdict.regressed
+    assert boost.p_value == pytest.approx(2 * 0.5**8) and boost.verdict is EvalVerdict.regressed

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from collector.store.embedded import Store
+from collector.vocabulary import GateVerdict
 from gate.config import load_gate_config
 from gate.data import Span
-from gate.judge import GateVerdict, run_gate
+from gate.judge import run_gate
 from tests.conftest import inferwatch
 
 NOW = datetime.now(UTC)

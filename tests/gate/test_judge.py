@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
+from collector.vocabulary import GateVerdict
 from gate import report
 from gate.classify import (
     Classification,
@@ -23,7 +24,7 @@ from gate.classify import (
 )
 from gate.config import GateConfigError, load_gate_config
 from gate.data import Span
-from gate.judge import GateResult, GateVerdict, decide
+from gate.judge import GateResult, decide
 
 TTFT = Thresholds(Direction.increase, allowed=0.10, critical=0.50)
 

@@ -20,7 +20,7 @@ from collector import daemon
 from collector.gateway.splits import SplitClient
 from collector.state import CollectorState
 from collector.store.remote import RemoteStore
-from inferwatch.cli import collector_config
+from inferwatch.cli.collector import collector_config
 from inferwatch.settings import Settings
 from tests.conftest import ROOT, free_port, inferwatch
 

@@ -25,7 +25,7 @@ from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gate
 from collector.loadgen.runner import LoadConfig
 from collector.state import CollectorState
 from collector.store.door import connect
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 from tests.conftest import free_port
 from tests.dashboards.seed import canary, evals, gates
 from tests.grafana.boards import GRAFANA, Query, queries

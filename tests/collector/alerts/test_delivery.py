@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from collector.alerts.delivery import Answer, Outcome, backoff_s, decide, retry_after_s
+from collector.alerts.delivery import Answer, Outcome, backoff_s, outcome_of, retry_after_s
 from collector.alerts.job import check_once
-from collector.alerts.outbox import Pending, history, load_pending
+from collector.alerts.outbox import Pending, load_pending
 from collector.alerts.payload import Notification
 from collector.alerts.receiver import Reply, WebhookReceiver
 from collector.alerts.rules import AlertConfig, DeliveryPolicy
@@ -114,7 +114,7 @@ def test_a_400_is_recorded_as_failed_and_never_retried(store: Store) -> None:
         assert again.attempts == [] and again.evaluation.changes == []
     assert len(hook.received) == 1
     assert load_pending(store) == []
-    assert [h["status"] for h in history(store)] == ["failed"]
+    assert [(status, http) for _, _, status, http in attempts(store)] == [("failed", 400)]
 
 
 def test_429_waits_for_retry_after(store: Store) -> None:
@@ -220,8 +220,8 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
         (Answer(None, "ConnectError"), Outcome.retrying, "backoff"),
     ],
 )
-def test_decide(answer: Answer, outcome: Outcome, wait_s: float | str | None) -> None:
-    got, next_at, error = decide(POLICY, pending(2), answer, T0, random.Random(1))
+def test_outcome_of_an_answer(answer: Answer, outcome: Outcome, wait_s: float | str | None) -> None:
+    got, next_at, error = outcome_of(POLICY, pending(2), answer, T0, random.Random(1))
     assert got is outcome and error == answer.error
     if wait_s is None:
         assert next_at is None
@@ -232,8 +232,8 @@ def test_decide(answer: Answer, outcome: Outcome, wait_s: float | str | None) ->
 
 
 def test_a_notification_expires_after_give_up_after() -> None:
-    got, next_at, error = decide(POLICY, pending(9, made=T0 - timedelta(seconds=3590)), Answer(502, "HTTP 502"),
-                                 T0, random.Random(1))  # fmt: skip
+    got, next_at, error = outcome_of(POLICY, pending(9, made=T0 - timedelta(seconds=3590)), Answer(502, "HTTP 502"),
+                                     T0, random.Random(1))  # fmt: skip
     assert (got, next_at) == (Outcome.expired, None)
     assert error == "HTTP 502; still undelivered 3600s after it was made"
 

@@ -75,27 +75,27 @@ def test_the_first_try_of_a_flaky_pool_is_retried(upstream: FaultyUpstream) -> N
 def test_stream_events_put_back_together() -> None:
     answer = StreamedAnswer()
     events = [
-        '{"choices": [{"index": 0, "text": "1", "finish_reason": null}]}',
-        '{"choices": [{"index": 1, "text": "other choice", "finish_reason": null}]}',  # n > 1: first choice only
-        '{"choices": [{"index": 0, "text": "", "finish_reason": null}]}',  # EOS decodes to ""
-        '{"choices": [{"index": 0, "text": "7", "finish_reason": "length"}]}',
-        '{"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}',
+        b'{"choices": [{"index": 0, "text": "1", "finish_reason": null}]}',
+        b'{"choices": [{"index": 1, "text": "other choice", "finish_reason": null}]}',  # n > 1: first choice only
+        b'{"choices": [{"index": 0, "text": "", "finish_reason": null}]}',  # EOS decodes to ""
+        b'{"choices": [{"index": 0, "text": "7", "finish_reason": "length"}]}',
+        b'{"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}',
     ]
     assert [answer.add(e) for e in events] == [False] * 5
-    assert answer.add("[DONE]") is True
+    assert answer.add(b"[DONE]") is True
     assert answer.whole() == {"choices": [{"index": 0, "finish_reason": "length", "text": "17"}],
                               "usage": {"prompt_tokens": 4, "completion_tokens": 3}}  # fmt: skip
 
 
 def test_a_stream_without_a_choice_is_an_answer_without_choices() -> None:
     answer = StreamedAnswer()
-    answer.add("[DONE]")
+    answer.add(b"[DONE]")
     assert answer.whole() == {"choices": [], "usage": None}
 
 
 def test_an_error_event_mid_stream_is_transient() -> None:
     answer = StreamedAnswer()
-    answer.add('{"choices": [{"index": 0, "text": "1"}]}')
+    answer.add(b'{"choices": [{"index": 0, "text": "1"}]}')
     with pytest.raises(Exception, match="stream error: engine overloaded") as raised:
-        answer.add('{"error": {"message": "engine overloaded", "code": 503}}')
+        answer.add(b'{"error": {"message": "engine overloaded", "code": 503}}')
     assert getattr(raised.value, "transient", None) is True

@@ -166,16 +166,3 @@ def test_promtool_accepts_the_exposition() -> None:
     assert content_type.startswith("text/plain")
     done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
-
-
-def test_drift_verdicts_become_gauges_and_nodata_exports_no_value() -> None:
-    metrics = GatewayMetrics()
-    metrics.set_drift(REF, "unexpected_chars", 0.0925, flagged=True)
-    metrics.set_drift(REF, "tf_mean_kl", 0.001, flagged=False)
-    metrics.set_drift(REF, "sampled_answer_shift", None, flagged=False)
-    got = samples(metrics)
-    assert value(got, "inferwatch_drift_value", **REF_SERIES, metric="unexpected_chars") == 0.0925
-    assert value(got, "inferwatch_drift_flagged", **REF_SERIES, metric="unexpected_chars") == 1
-    assert value(got, "inferwatch_drift_flagged", **REF_SERIES, metric="tf_mean_kl") == 0
-    assert value(got, "inferwatch_drift_value", **REF_SERIES, metric="sampled_answer_shift") is None
-    assert value(got, "inferwatch_drift_flagged", **REF_SERIES, metric="sampled_answer_shift") == 0

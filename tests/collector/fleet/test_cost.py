@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.fleet.cost import BusyCostMeter, attribute_by_busy_time, pool_cost_usd, summarize_cost
+from collector.fleet.cost import BusyCostMeter, pool_cost_usd, summarize_cost
 
 
 def test_pool_cost_by_hand() -> None:
@@ -22,14 +22,6 @@ def test_no_traffic_has_no_unit_cost() -> None:
     s = summarize_cost(0.5, requests=0, output_tokens=0, total_tokens=0)
     assert (s.usd_per_m_output_tokens, s.usd_per_m_total_tokens, s.usd_per_request) == (None, None, None)
     assert s.cost_usd == 0.5
-
-
-def test_attribution_by_busy_time_adds_up() -> None:
-    shares = attribute_by_busy_time(1.0, [0.5, 1.5, 2.0])
-    assert shares == pytest.approx([0.125, 0.375, 0.5])
-    assert sum(shares) == pytest.approx(1.0)
-    assert attribute_by_busy_time(0.9, [0.0, 0.0, 0.0]) == pytest.approx([0.3, 0.3, 0.3])
-    assert attribute_by_busy_time(1.0, []) == []
 
 
 @pytest.mark.parametrize("args", [(-1.0, 1, 10.0), (1.0, -1, 10.0), (1.0, 1, -10.0)])

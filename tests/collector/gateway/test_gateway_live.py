@@ -14,7 +14,7 @@ import pytest
 
 from collector.state import CollectorState
 from collector.store.door import connect
-from engine.lifecycle import EngineState
+from engine.state import EngineState
 
 pytestmark = pytest.mark.engine
 

@@ -94,3 +94,16 @@ def test_a_stream_cut_inside_an_event_is_malformed() -> None:
     relay.feed(b'data: {"choices":[{"text":"4"', 1)
     with pytest.raises(MalformedStream, match="stream ended inside an event"):
         relay.end()
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\r"], ids=["CRLF", "CR"])
+def test_a_stream_with_other_line_ends_reaches_the_client_with_lf(line_end: bytes) -> None:
+    relay = StreamRelay(strip_usage=True)
+    assert relay_all(relay, WITH_USAGE.replace(b"\n", line_end), 1) == WITHOUT_USAGE
+    assert (relay.seen.done, relay.seen.finish_reason, len(relay.seen.content_ns)) == (True, "stop", 3)
+
+
+def test_keep_alive_comments_pass_through_and_carry_no_token() -> None:
+    relay = StreamRelay(strip_usage=True)
+    assert relay.feed(b": ping\r\n\r\n", 1) == b": ping\n\n"
+    assert relay.seen.content_ns == []

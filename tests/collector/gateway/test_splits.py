@@ -9,23 +9,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector import daemon
 from collector.gateway.routes import Split
 from collector.gateway.splits import SplitClient
 from collector.state import CollectorState, health
-from gate.rollout import LeasedSplit
-from tests.collector.faulty_upstream import FaultyUpstream, start_collector
+from gate.rollout.lease import LeasedSplit
+from tests.collector.faulty_upstream import collector_over_faulty_upstream
 
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorState]:
     home = tmp_path_factory.mktemp("split-admin")
-    with FaultyUpstream() as upstream:
-        state = start_collector(home, upstream)
-        try:
-            yield state
-        finally:
-            daemon.down(home / "collector.json")
+    with collector_over_faulty_upstream(home) as state:
+        yield state
 
 
 def served_by(collector: CollectorState, model: str = "arith@ok", source: str = "traffic") -> str:

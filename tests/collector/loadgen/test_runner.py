@@ -24,8 +24,8 @@ from collector.loadgen.runner import (
     weighted_round_robin,
 )
 from collector.loadgen.workloads import WorkItem, arith_workload, prefix_workload, random_workload
-from collector.store.rows import Status
-from engine.lifecycle import EngineState
+from collector.vocabulary import Status
+from engine.state import EngineState
 from tests.collector.faulty_upstream import FaultyUpstream
 from tests.conftest import free_port
 

@@ -1,0 +1,116 @@
+"""One request through the gateway, from the moment it is routed to its record: the Exchange in flight, how it
+ended (Outcome), and the Recorder that writes it down once, as one `requests` row (collector/store/rows.py) in
+the store, in the Prometheus metrics and as an OpenTelemetry span, with its share of the pool's cost."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from collector.export.metrics import GatewayMetrics, PoolLabels
+from collector.export.tracing import RequestSpan, RequestTracing
+from collector.fleet.cost import BusyCostMeter
+from collector.gateway.relay import StreamObservation
+from collector.gateway.routes import Route
+from collector.gateway.timing import stream_timing
+from collector.store.protocols import RowSink
+from collector.store.rows import RequestRecord
+from collector.vocabulary import REQUEST_ID_HEADER, RUN_HEADER, ErrorType, Operation, Status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    error: str | None = None
+    error_type: ErrorType | None = None
+
+
+OK = Outcome(Status.ok)
+CANCELLED_BEFORE_ANSWER = Outcome(Status.cancelled, "client went away before the pool answered", ErrorType.cancelled)
+
+
+@dataclass
+class Exchange:
+    """One request in flight: what the row will need once it ends."""
+
+    request_id: str
+    operation: Operation
+    source: str
+    run_id: str | None
+    started_at: datetime
+    started_ns: int
+    route: Route
+    span: RequestSpan
+    cost_token: float
+    seen: StreamObservation = field(default_factory=StreamObservation)
+
+
+def pool_labels(route: Route) -> PoolLabels:
+    return PoolLabels(pool=route.pool, hardware=route.hardware, model=route.model_id, revision=route.revision)
+
+
+class Recorder:
+    """Opens an Exchange when a request has its route and records it when it ends: the row, the metrics, the span."""
+
+    def __init__(self, routes: Mapping[str, Route], sink: RowSink, metrics: GatewayMetrics, tracing: RequestTracing):
+        self.sink = sink
+        self.metrics = metrics
+        self.tracing = tracing
+        self.meters = {pool: BusyCostMeter(r.price_per_hour * r.replicas) for pool, r in routes.items()}
+
+    def begin(
+        self,
+        operation: Operation,
+        source: str,
+        route: Route,
+        headers: Mapping[str, str],
+        started_at: datetime,
+        started_ns: int,  # perf_counter_ns when the request arrived
+    ) -> Exchange:
+        span = self.tracing.start(operation, route.model_id, headers, start_time_ns=time.time_ns())
+        exchange = Exchange(
+            request_id=headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex, operation=operation, source=source,
+            run_id=headers.get(RUN_HEADER), started_at=started_at, started_ns=started_ns, route=route, span=span,
+            cost_token=self.meters[route.pool].start(started_ns / 1e9),
+        )  # fmt: skip
+        self.metrics.inc_in_flight(pool_labels(route))
+        return exchange
+
+    def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> None:
+        """Record the request: one row, the metrics, the span. Never raises into the response path."""
+        ended_ns = ended_ns or time.perf_counter_ns()
+        route = ex.route
+        usage = ex.seen.usage or {}
+        completion = _int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details") or {}
+        timing = stream_timing(ex.started_ns, ex.seen.content_ns, ended_ns, completion or 0)
+        record = RequestRecord(
+            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=outcome.status,
+            operation=ex.operation, trace_id=ex.span.trace_id, run_id=ex.run_id, revision=route.revision,
+            hardware=route.hardware, model=route.model_id, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
+            itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s,
+            e2e_s=timing.e2e_s,
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, Mapping) else None),
+            completion_tokens=completion, finish_reason=ex.seen.finish_reason,
+            error=outcome.error, error_type=outcome.error_type,
+            cost_usd=self.meters[route.pool].finish(ex.cost_token, ended_ns / 1e9),
+        )  # fmt: skip
+        labels = pool_labels(route)
+        self.metrics.dec_in_flight(labels)
+        try:
+            self.sink.append("requests", [record.as_row()])
+        except Exception:  # a closed store: the row is in the log, the client still gets its answer
+            log.exception("request %s: row not stored: %s", record.id, record)
+        self.metrics.observe(record, labels)
+        ex.span.end(record)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

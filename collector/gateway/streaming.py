@@ -1,0 +1,95 @@
+"""The ASGI response that relays a pool's event stream to the client (through collector/gateway/relay.py) and
+records the request when the stream ends, however it ends: done, broken off by the pool, or left by the client."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+import aiohttp
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from collector.gateway.exchange import OK, Exchange, Outcome, Recorder
+from collector.gateway.relay import MalformedStream, StreamRelay
+from collector.vocabulary import ErrorType, Status
+
+SSE = "text/event-stream"
+
+
+def _error_event(message: str) -> bytes:
+    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": 502}}
+    return b"data: " + json.dumps(error).encode() + b"\n\n"
+
+
+class RelayResponse(StreamingResponse):
+    """An ASGI response that relays a pool's event stream and records the request when it ends.
+
+    It watches the client connection: when the client goes away, the upstream request is closed (the
+    pool aborts it) and the row is recorded with status cancelled.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        exchange: Exchange,
+        upstream: aiohttp.ClientResponse,
+        relay: StreamRelay,
+        headers: Mapping[str, str],
+    ) -> None:
+        # StreamingResponse for its headers (no content-length); __call__ below does the streaming
+        super().__init__(iter(()), status_code=200, headers={**headers, "cache-control": "no-cache"}, media_type=SSE)
+        self.recorder, self.exchange, self.upstream, self.relay = recorder, exchange, upstream, relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = Outcome(Status.cancelled, "client disconnected mid-stream", ErrorType.cancelled)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
+                outcome = await self._pump(send)
+                group.cancel_scope.cancel()
+        finally:
+            if outcome.status is Status.cancelled and self.relay.seen.done and self.relay.seen.error is None:
+                # the client hung up after it had `data: [DONE]` (clients may close at once): it got it all
+                outcome = OK
+            if outcome.status is Status.ok:
+                self.upstream.release()
+            else:
+                self.upstream.close()  # the pool sees the connection go and aborts the request
+            self.exchange.seen = self.relay.seen
+            self.recorder.finish(self.exchange, outcome)
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async def _pump(self, send: Send) -> Outcome:
+        pool = self.exchange.route.pool
+        outcome = OK
+        try:
+            async for data in self.upstream.content.iter_any():
+                out = self.relay.feed(data, time.perf_counter_ns())
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = self.relay.end()
+        except MalformedStream as exc:
+            outcome = Outcome(Status.error, f"pool {pool}: malformed event stream ({exc})", ErrorType.malformed_stream)
+            tail = exc.forward + _error_event(outcome.error or "")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            message = f"pool {pool}: stream broke off ({type(exc).__name__}: {exc})"
+            outcome = Outcome(Status.error, message, ErrorType.stream_cut)
+            tail = _error_event(message)
+        else:
+            if self.relay.seen.error is not None:
+                message = f"pool {pool}: {self.relay.seen.error}"
+                outcome = Outcome(Status.error, message, ErrorType.upstream_error_event)
+            elif not self.relay.seen.done:
+                message = f"pool {pool}: stream ended before data: [DONE]"
+                outcome = Outcome(Status.error, message, ErrorType.stream_cut)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return outcome
