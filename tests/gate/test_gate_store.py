@@ -18,6 +18,8 @@ from gate.data import Span
 from gate.judge import run_gate
 from tests.conftest import inferwatch
 
+# made again when the store is filled: the CLI judges the window before *its* now, and this module may run
+# long after it was imported (the whole suite collects first, then runs for half an hour)
 NOW = datetime.now(UTC)
 
 
@@ -53,6 +55,8 @@ def canary(pool: str, unexpected: bool) -> tuple[list[dict[str, object]], list[d
 
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    global NOW
+    NOW = datetime.now(UTC)
     path = tmp_path_factory.mktemp("gate") / "store.duckdb"
     with Store(path) as store:
         store.append("requests", requests("ref", 1.0, errors=0, seed=1) + requests("twin", 1.0, errors=0, seed=2)
