@@ -26,8 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from collector.store.embedded import Store
-from collector.store.readonly import ReadOnlyStore
+from collector.store.api import Store
+from collector.store.door import open_reader
 from dashboards.launch import COLLECTOR_STATE_VAR, STORE_VAR
 
 POOLS = ("ref", "bf16", "boost", "noisy")
@@ -87,7 +87,11 @@ def page(store: Path, window: str) -> Callable[[], object]:
 def queries(store: Path, seconds: float | None, now: datetime) -> Callable[[], object]:
     from dashboards.queries import fleet_windows
 
-    return lambda: fleet_windows(ReadOnlyStore(store), seconds, now)
+    def run() -> object:
+        with open_reader(store) as reader:  # as the app opens it: read-only, the file opened for each query
+            return fleet_windows(reader, seconds, now)
+
+    return run
 
 
 def main() -> None:
@@ -98,7 +102,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the stores are built (default a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        os.environ[COLLECTOR_STATE_VAR] = str(Path(tmp) / "collector.json")  # none recorded: read-only
+        os.environ[COLLECTOR_STATE_VAR] = str(Path(tmp) / "collector.json")  # none recorded
         end = datetime.now(UTC)
         stores = {}
         for rows in (args.small, args.rows):

@@ -3,11 +3,13 @@ probe rows, side by side with the same store cut down to 10k request rows and 10
 
 The store is generated with DuckDB SQL straight into the file (two pools, requests spread over 15 minutes,
 lognormal TTFTs, 2 % errors; a canary run of probes with its drift rows; a 1,000-item eval run per pool), then
-closed; the gate runs on it as `inferwatch gate` does when no collector holds the file (the Store opened in
-this process). Each size is timed `--rounds` times, alternating; the median is reported, with the ratio of
+closed; the gate reads it as `inferwatch gate` does (collector.store.door.open_reader: read-only, the file
+opened for each query). Each size is timed `--rounds` times, alternating; the median is reported, with the ratio of
 big to small. Target (issue 6): <= 2 s on 1M request rows and 10k probe rows.
 
-    .venv/bin/python bench/gate.py [--requests 1000000] [--probes 10000] [--rounds 3]
+    .venv/bin/python -m bench.gate [--requests 1000000] [--probes 10000] [--rounds 3]
+
+(`python bench/gate.py` would import this file as the `gate` package: run it as a module.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from collector.store.embedded import Store
+from collector.store.api import Store
+from collector.store.door import open_reader
 from gate.config import load_gate_config
 from gate.data import Span
 from gate.judge import run_gate
@@ -66,7 +69,7 @@ def build(path: Path, requests: int, probes: int) -> None:
 def time_gate(path: Path) -> tuple[float, str]:
     config = load_gate_config()
     started = time.perf_counter()
-    with Store(path) as store:
+    with open_reader(path) as store:
         result = run_gate(store, "ref", "cand", Span(START, END), config)
     return time.perf_counter() - started, f"{result.verdict.value} (score {result.score:.0f})"
 

@@ -112,7 +112,7 @@ def main() -> None:
     proxy = subprocess.Popen([sys.executable, "-c", BARE_PROXY, upstream, str(proxy_port)], stderr=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory() as tmp:
         config = CollectorConfig(
-            store_path=f"{tmp}/bench.duckdb", engine_state=str(args.home / "engine.json"),
+            store_url=f"{tmp}/bench.duckdb", journal_dir=f"{tmp}/journal", engine_state=str(args.home / "engine.json"),
             prices=str(ROOT / "data" / "prices.yaml"), port=free_port(),
         )  # fmt: skip
         state = daemon.up(config, Path(tmp) / "collector.json", log=lambda _: None)

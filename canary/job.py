@@ -13,7 +13,7 @@ from canary.runner import Calibration, CanaryConfig, CanaryRun, Log, collect_in_
 from collector.client.targets import PoolTarget
 from collector.loadgen.job import served_models
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_store
 from engine.specs import load_pools
 from engine.state import EngineState
 
@@ -58,10 +58,9 @@ def run_canary_job(
         collect_all=collect_in_process if job.in_process else ray_collector(engine.ray_address),
         recalibrate=job.recalibrate, log=log,
     )  # fmt: skip
-    with connect(collector.url) as store:
+    with open_store(collector.store) as store:
         store.append("probes", run.probe_rows)
         store.append("drift", run.drift_rows)
-        store.flush()
     return run, path
 
 

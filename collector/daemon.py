@@ -40,6 +40,17 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def state_file(primary: Path, replica: int) -> Path:
+    """Where gateway number `replica` of a home is recorded: collector.json for the first, collector.N.json after."""
+    return primary if replica == 0 else primary.with_name(f"{primary.stem}.{replica + 1}{primary.suffix}")
+
+
+def state_files(primary: Path) -> list[Path]:
+    """Every gateway recorded beside `primary` (the first one first)."""
+    others = sorted(primary.parent.glob(f"{primary.stem}.*{primary.suffix}"), key=lambda p: int(p.suffixes[0][1:]))
+    return ([primary] if primary.exists() else []) + [p for p in others if p.suffixes[0][1:].isdigit()]
+
+
 def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: float = 90.0) -> CollectorState:
     current = CollectorState.load(state_path)
     if current is not None and _is_ours(current.pid) and health(current.url):
@@ -53,8 +64,8 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
             f"port {config.port} on {config.host} is already in use; stop what holds it or choose "
             "another port (--collector-port or INFERWATCH_COLLECTOR_PORT)"
         )
-    log(f"collector: {len(router.routes)} pools, store {config.store_path}")
-    log_path = state_path.parent / "collector.log"
+    log(f"collector: {len(router.routes)} pools, store {config.store_url}")
+    log_path = state_path.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         process = subprocess.Popen(
@@ -72,7 +83,7 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
                 f"the collector exited at start ({process.returncode}); {log_path}:\n{_tail(log_path)}"
             )
         if health(url, timeout_s=1.0):
-            state = CollectorState(pid=process.pid, url=url, store=config.store_path, log=str(log_path))
+            state = CollectorState(pid=process.pid, url=url, store=config.store_url, log=str(log_path))
             state.save(state_path)
             return state
         time.sleep(0.2)
@@ -94,7 +105,7 @@ def down(state_path: Path, log: Log = print, grace_s: float = 60.0) -> bool:
         while _is_ours(state.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _is_ours(state.pid):
-            log(f"the collector did not stop within {grace_s:.0f}s; killing it (rows not yet flushed are lost)")
+            log(f"the collector did not stop within {grace_s:.0f}s; killing it (its journal replays at the next start)")
             os.kill(state.pid, signal.SIGKILL)
         if child is not None:
             child.wait(timeout=10)

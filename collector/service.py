@@ -1,9 +1,12 @@
-"""The collector process: gateway, store service, scraper and /metrics in one asyncio HTTP server.
+"""The collector process: gateway, journal and committer (collector/ingest.py), scraper and /metrics in one
+asyncio HTTP server. Any number of them may run (`inferwatch collector up --replicas N`, or one per node), each
+with its own port and journal, all writing one store.
 
 Run by `inferwatch collector up` (collector/daemon.py) as `python -m collector.service CONFIG_JSON`.
 On SIGTERM or SIGINT uvicorn stops accepting requests and lets those in flight finish (up to
 `graceful_s`; streams still open then are cut and recorded as cancelled); then the scraper stops and the
-store flushes every buffered row before the process exits.
+committer moves what is journaled into the store before the process exits (what it cannot, replays at the
+next start).
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from collector.fleet.report import pools_rows
 from collector.gateway.proxy import Gateway, GatewayConfig
 from collector.gateway.routes import Router, Split, routes_from
 from collector.gateway.splits import split_routes
+from collector.ingest import Ingest, IngestConfig
 from collector.scraper import Scraper, targets_from_engine
-from collector.store.embedded import Store
-from collector.store.service import StoreService
+from collector.store.api import Store
 from engine.specs import PoolSpec, load_pools
 from engine.state import EngineState
 
@@ -44,7 +47,7 @@ log = logging.getLogger("inferwatch.collector")
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    store_path: str
+    store_url: str
     engine_state: str
     prices: str
     host: str = "127.0.0.1"
@@ -53,9 +56,25 @@ class CollectorConfig:
     scrape_interval_s: float = 5.0
     max_body_bytes: int = 1 << 20
     graceful_s: float = 30.0
-    flush_interval_s: float = 1.0
+    journal_dir: str = "var/journal/gw-8090"
+    fsync: str = "none"  # none | group:<ms> | always
+    high_water_rows: int = 500_000
+    overflow: str = "fail-open"  # fail-open | fail-closed
+    commit_interval_s: float = 1.0
     alert_rules: str | None = None  # an alert rules file (data/alerts.yaml): evaluate it here and deliver
     alert_interval_s: float = 15.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def writer_id(self) -> str:
+        """This gateway's name in the store's journal markers: one per journal."""
+        return Path(self.journal_dir).name
+
+    def ingest(self) -> IngestConfig:
+        return IngestConfig(self.journal_dir, self.fsync, self.high_water_rows, self.overflow, self.commit_interval_s)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -80,8 +99,7 @@ def alert_job(config: CollectorConfig, store: Store) -> AlertJob | None:
     if config.alert_rules is None:
         return None
     rules = load_alert_config(Path(config.alert_rules))
-    url = f"http://{config.host}:{config.port}"
-    return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=url)
+    return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=config.url)
 
 
 def labels_of(gateway: Gateway) -> Callable[[str], PoolLabels | None]:
@@ -109,27 +127,45 @@ def metrics_endpoint(metrics: GatewayMetrics, gateway: Gateway, scraper: Scraper
     return HttpRoute("/metrics", endpoint, methods=["GET"])
 
 
+def admin_flush(ingest: Ingest) -> HttpRoute:
+    """POST /admin/flush: commit what this gateway has journaled now (readers then see every answered request)."""
+
+    async def endpoint(request: Request) -> Response:
+        before = ingest.committer.state.committed_rows
+        try:
+            await anyio.to_thread.run_sync(ingest.committer.flush, 60.0)
+        except Exception as exc:
+            return JSONResponse({"error": f"commit failed: {exc}", **ingest.health()}, 503)
+        return JSONResponse({"committed": ingest.committer.state.committed_rows - before, **ingest.health()})
+
+    return HttpRoute("/admin/flush", endpoint, methods=["POST"])
+
+
 def build_app(config: CollectorConfig) -> Starlette:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
     router, specs = load_fleet(config)
     targets = targets_from_engine(EngineState.load(Path(config.engine_state)))
     metrics = GatewayMetrics()
     tracing = RequestTracing(tracer_provider_from_env())
-    store = Store(config.store_path, flush_interval_s=config.flush_interval_s)
-    gateway = Gateway(router, store, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes))
+    store = Store(config.store_url)
+    ingest = Ingest(store, config.ingest(), config.writer_id)
+    gateway = Gateway(
+        router, ingest, metrics, tracing, GatewayConfig(max_body_bytes=config.max_body_bytes),
+        durable=ingest.durable, admission=ingest.refusal, strict=ingest.fail_closed,
+    )  # fmt: skip
     StoreState(store, labels_of(gateway), registry=metrics.registry)
-    store_service = StoreService(store)
-    scraper = Scraper(targets, store, interval_s=config.scrape_interval_s)
+    scraper = Scraper(targets, ingest, interval_s=config.scrape_interval_s)
     alerting = alert_job(config, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store.append("pools", pools_rows(specs, datetime.now(UTC)))  # what the rows of this run cost
+        await ingest.start()  # replays what an earlier run left in the journal
+        ingest.append("pools", pools_rows(specs, datetime.now(UTC)))  # what the rows of this run cost
         await gateway.start()
         stop = asyncio.Event()
         scraping = asyncio.create_task(scraper.run(stop))
         alerts = asyncio.create_task(alerting.run(stop)) if alerting else None
-        log.info("collector ready: %d pools, store %s", len(router.routes), config.store_path)
+        log.info("collector ready: %d pools, store %s, journal %s", len(router.routes), store.url, config.journal_dir)
         try:
             yield
         finally:
@@ -139,21 +175,23 @@ def build_app(config: CollectorConfig) -> Starlette:
                 await alerts  # its last attempts are recorded before the store closes
             await scraper.aclose()
             await gateway.close()
+            await ingest.close(timeout_s=config.graceful_s)
             store.close()
             tracing.shutdown()
-            log.info("collector stopped; store flushed")
+            log.info("collector stopped; journal committed")
 
     async def healthz(request: Request) -> Response:
+        data = ingest.health()
         return JSONResponse({
-            "ok": True, "store": store.path, "schema_version": store.version,
-            "pending_rows": store.pending_rows(), "pools": sorted(router.routes),
-            "splits": [str(s) for s in router.splits.values()], "alerts": config.alert_rules,
+            "ok": data["status"] == "ok", "store": str(store.url), "schema_version": store.version,
+            **data, "pools": sorted(router.routes), "splits": [str(s) for s in router.splits.values()],
+            "alerts": config.alert_rules,
         })  # fmt: skip
 
     routes = [
         *gateway.http_routes(),
-        *store_service.http_routes(),
         *split_routes(router),
+        admin_flush(ingest),
         metrics_endpoint(metrics, gateway, scraper),
         HttpRoute("/healthz", healthz, methods=["GET"]),
     ]

@@ -1,6 +1,6 @@
 """Where the pages get their data: the store and the collector state file that `inferwatch dashboard` names in
-the app's environment (dashboards/launch.py), read through the collector while it runs and read-only otherwise
-(collector.store.door.open_reader), cached for a few seconds. Anything the store cannot answer becomes an
+the app's environment (dashboards/launch.py); the store is attached read-only by its URL for each query
+(collector.store.door.open_reader), answers cached for a few seconds. Anything the store cannot answer becomes an
 `Unavailable` that says what to do; the pages show it instead of a traceback.
 """
 
@@ -19,7 +19,7 @@ import streamlit as st
 
 from collector.state import CollectorError
 from collector.store.door import open_reader
-from collector.store.embedded import StoreError
+from collector.store.errors import StoreError
 from dashboards.launch import COLLECTOR_STATE_VAR, STORE_VAR
 
 TTL_S = 10  # how long a query's answer is reused
@@ -47,7 +47,7 @@ class Unavailable(Exception):
 
 @dataclass(frozen=True)
 class Location:
-    store: Path
+    store: str  # a store URL (collector/store/url.py)
     collector_state: Path
 
 
@@ -60,7 +60,7 @@ def location(environ: Mapping[str, str] = os.environ) -> Location:
             f"No store named: start the dashboard with `inferwatch dashboard` (it sets {STORE_VAR} and "
             f"{COLLECTOR_STATE_VAR} for the app)."
         )
-    return Location(Path(store), Path(state))
+    return Location(store, Path(state))
 
 
 def now(step_s: int = TTL_S) -> datetime:
@@ -73,7 +73,7 @@ def _cached(query: str, store: str, state: str, *args: Any) -> Any:
     from dashboards import queries
 
     function: Callable[..., Any] = getattr(queries, query)
-    with open_reader(Path(store), Path(state)) as reader:
+    with open_reader(store) as reader:
         return function(reader, *args)
 
 
@@ -100,8 +100,4 @@ def load(topic: str, query: str, *args: Any) -> Any:
 
 def source() -> str:
     """What the pages read, in words."""
-    where = location()
-    reader = open_reader(where.store, where.collector_state)
-    with reader:
-        url = getattr(reader, "url", None)
-    return f"collector at {url} (store {where.store})" if url else f"{where.store} (read-only; no collector runs)"
+    return f"{location().store} (read-only)"

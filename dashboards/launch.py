@@ -31,21 +31,21 @@ def command(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def environment(store: Path, collector_state: Path, base: Mapping[str, str]) -> dict[str, str]:
+def environment(store: str, collector_state: Path, base: Mapping[str, str]) -> dict[str, str]:
     """`base` plus where the app reads, with this checkout first on the import path (the app's pages import
     `dashboards`, and `streamlit run` puts only the script's own folder there)."""
     path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH", "")) if p)
     return {**base, STORE_VAR: str(store), COLLECTOR_STATE_VAR: str(collector_state), "PYTHONPATH": path}
 
 
-def exec_streamlit(host: str, port: int, store: Path, collector_state: Path) -> None:
+def exec_streamlit(host: str, port: int, store: str, collector_state: Path) -> None:
     """Replace this process with Streamlit's server (Ctrl-C and signals reach it directly)."""
     args = command(host, port)
     os.execve(args[0], args, environment(store, collector_state, os.environ))
 
 
 def start_streamlit(
-    host: str, port: int, store: Path, collector_state: Path, log_path: Path, timeout_s: float = 60.0
+    host: str, port: int, store: str, collector_state: Path, log_path: Path, timeout_s: float = 60.0
 ) -> Popen[bytes]:
     """Streamlit's server as a child process (its output in `log_path`), once it answers its health check.
     DashboardError naming the log if it does not within `timeout_s`."""

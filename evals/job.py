@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from collector.client.targets import PoolTarget
 from collector.loadgen.job import gateway_pools
-from collector.store.door import connect
+from collector.state import CollectorState
+from collector.store.door import open_store
 from collector.store.protocols import StoreLike
 from engine.ray_tasks import RayTasks, ThreadTasks, ray_session
 from evals.compare import CompareConfig, PoolSummary, compare_run
@@ -70,16 +71,18 @@ def _items(suite: Suite, limit: int | None) -> Suite:
     return Suite(name=suite.name, items=suite.items[:limit])
 
 
-def run_eval_job(job: EvalJob, gateway_url: str, engine_ray_address: str | None = None, log: Log = print) -> EvalRun:
+def run_eval_job(
+    job: EvalJob, collector: CollectorState, engine_ray_address: str | None = None, log: Log = print
+) -> EvalRun:
     """ValueError (SuiteError included) for a job that cannot run as given; the message names the option."""
     suite = _items(load_suite(job.suite), job.limit)
     run_id = uuid.uuid4().hex[:16]
-    targets = _targets(job, gateway_url, run_id)
+    targets = _targets(job, collector.url, run_id)
     log(f"eval {run_id}: suite {suite.name} ({len(suite.items)} items) on {', '.join(targets)}, "
         f"reference {job.reference}, {job.ask.concurrency} requests in flight per pool")  # fmt: skip
     results: dict[str, list[ItemResult]] = {pool: [] for pool in targets}
     with (
-        connect(gateway_url) as store,
+        open_store(collector.store) as store,
         tqdm(
             total=len(suite.items) * len(targets), unit="item", desc=f"eval {suite.name}", disable=not job.progress
         ) as bar,
@@ -97,7 +100,6 @@ def run_eval_job(job: EvalJob, gateway_url: str, engine_ray_address: str | None 
         retries = {p: sum(max(r.attempts - 1, 0) for r in rs) for p, rs in results.items()}
         store.append("eval_runs", run_rows(run_id, suite.name, job.reference, "inferwatch", summaries, retries,
                                            datetime.now(UTC)))  # fmt: skip
-        store.flush()
     return EvalRun(run_id, suite.name, job.reference, summaries, results, retries)
 
 
@@ -152,11 +154,9 @@ def import_lm_eval(
         for item in read_samples(file, metric, filter_name)
     ]  # fmt: skip
     store.append("eval_items", rows)
-    store.flush()
     if reference is None:
         return run_id, {}
     summaries = compare_stored(store, run_id, reference, compare or CompareConfig())
     for suite, per_pool in summaries.items():
         store.append("eval_runs", run_rows(run_id, suite, reference, "lm-eval", per_pool, {}, now))
-    store.flush()
     return run_id, summaries

@@ -189,7 +189,6 @@ def judge_and_record(store: StoreLike, baseline: str, candidate: str, span: Span
     """`run_gate`, with the verdict appended to the gates table and flushed (for /metrics and the alerts)."""
     result = run_gate(store, baseline, candidate, span, config)
     store.append("gates", [gate_row(result)])
-    store.flush()
     return result
 
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
@@ -30,7 +29,7 @@ from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gate
 from collector.loadgen.runner import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_store
 from collector.store.protocols import StoreLike
 from dashboards.launch import start_streamlit, stop
 from engine import lifecycle
@@ -112,7 +111,7 @@ def load_burst(collector: CollectorState, burst: Burst) -> tuple[LoadResult, lis
         f"{collector.url}/v1", served_models(collector.url), num_requests=burst.requests, rate=burst.rate,
         max_concurrency=burst.max_concurrency, seed=burst.seed, progress=True,
     )  # fmt: skip
-    with connect(collector.url) as store:
+    with open_store(collector.store) as store:
         return run_through_gateway(config, items, store)
 
 
@@ -210,7 +209,7 @@ def show_canary(
 
 def show_eval(evals: EvalJob, state: EngineState, gateway: CollectorState, log: Log) -> EvalRun:
     log(f"eval: suite {evals.suite} on every pool through the gateway, each item compared with {evals.reference}")
-    checked = run_eval_job(evals, gateway.url, state.ray_address, log=log)
+    checked = run_eval_job(evals, gateway, state.ray_address, log=log)
     print_eval(checked.run_id, checked.suite, checked.reference, checked.summaries)
     return checked
 
@@ -219,7 +218,7 @@ def show_gates_and_alerts(
     gateway: CollectorState, reference: str, pools: list[str], span: Span, log: Log
 ) -> list[GateResult]:
     """Every pool gated against the reference over the demo's span, then the alert rules checked and delivered."""
-    with connect(gateway.url) as store:
+    with open_store(gateway.store) as store:
         gates = gate_every_pool(store, reference, pools, span)
         print_table(gate_report.summary_rows(gates), title=f"gate: every pool against {reference} over this "
                     "demo's load, canary and eval (exit 0 pass, 1 fail, 2 marginal)")  # fmt: skip
@@ -246,7 +245,7 @@ def start_dashboard(settings: Settings, gateway: CollectorState, port: int, log:
         log(f"dashboard: {url} (already up)")
         return Demo(0, None, url)
     log(f"starting the dashboard on {gateway.store}")
-    process = start_streamlit(settings.host, port, Path(gateway.store), settings.collector_state,
+    process = start_streamlit(settings.host, port, gateway.store, settings.collector_state,
                               settings.home / "dashboard.log")  # fmt: skip
     return Demo(0, process, url)
 

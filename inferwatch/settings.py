@@ -30,7 +30,12 @@ class Settings(BaseModel):
     ray_num_cpus: int = Field(default=16, ge=1, description="logical CPUs of a local Ray head")
     up_timeout_s: float = Field(default=900.0, gt=0, description="how long `engine up` waits for pools")
     collector_port: int = Field(default=8090, ge=1, le=65535, description="the collector's HTTP port (gateway)")
-    store: Path | None = Field(default=None, description="the DuckDB store (default <home>/inferwatch.duckdb)")
+    store: str | None = Field(
+        default=None, description="the store URL: a DuckDB file or ducklake:... (default <home>/inferwatch.duckdb)"
+    )
+    fsync: str = Field(default="none", description="journal fsync policy: none, group:<ms> or always")
+    overflow: str = Field(default="fail-open", description="at the journal's high-water mark: fail-open or fail-closed")
+    high_water_rows: int = Field(default=500_000, ge=1, description="journal backlog (rows) that counts as trouble")
     scrape_interval_s: float = Field(default=5.0, gt=0, description="how often the collector reads server metrics")
 
     @property
@@ -42,8 +47,13 @@ class Settings(BaseModel):
         return self.home / "collector.json"
 
     @property
-    def store_path(self) -> Path:
-        return self.store or self.home / "inferwatch.duckdb"
+    def store_url(self) -> str:
+        return self.store or str(self.home / "inferwatch.duckdb")
+
+    @property
+    def journal_root(self) -> Path:
+        """Where each gateway of this home keeps its journal (one directory per gateway)."""
+        return self.home / "journal"
 
     @property
     def models_dir(self) -> Path:

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from collector.store.postgres import PostgresError, PostgresServer, TempPostgres
 from engine.state import EngineState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +34,14 @@ def inferwatch(*args: str, timeout: float = 900, env: dict[str, str] | None = No
         [sys.executable, "-m", "inferwatch.cli", *args],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}, check=False,
     )  # fmt: skip
+
+
+def flush_collector(url: str, timeout_s: float = 90.0) -> int:
+    """Have the collector at `url` commit its journal now (POST /admin/flush), so that a reader of the store sees
+    every request it has answered. Returns how many rows that committed; fails the test when the commit fails."""
+    response = httpx.post(f"{url}/admin/flush", timeout=timeout_s)
+    assert response.status_code == 200, f"POST {url}/admin/flush: {response.status_code} {response.text}"
+    return int(response.json()["committed"])
 
 
 def engine_flags(home: Path) -> list[str]:
@@ -70,6 +80,23 @@ def engine(engine_home: Path) -> Iterator[EngineState]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (the Debian package) on a free loopback port for the whole run, removed afterwards.
+
+    Never skipped: `make test` installs the package; without it the tests that need it fail with the reason.
+    """
+    pg = TempPostgres(fsync=False)  # fsync only matters for an OS crash, which no test simulates
+    try:
+        server = pg.start()
+    except PostgresError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
 def live_collector(engine: EngineState, engine_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A collector (gateway, store, scraper) in front of the real pools, with its own state and store."""
     from collector import daemon
@@ -77,8 +104,8 @@ def live_collector(engine: EngineState, engine_home: Path, tmp_path_factory: pyt
 
     home = tmp_path_factory.mktemp("live-collector")
     config = CollectorConfig(
-        store_path=str(home / "store.duckdb"), engine_state=str(engine_home / "engine.json"),
-        prices=str(DATA / "prices.yaml"), port=free_port(), scrape_interval_s=1.0,
+        store_url=str(home / "store.duckdb"), engine_state=str(engine_home / "engine.json"),
+        prices=str(DATA / "prices.yaml"), port=free_port(), scrape_interval_s=1.0, journal_dir=str(home / "journal"),
     )  # fmt: skip
     state = daemon.up(config, home / "collector.json", log=lambda _: None)
     try:

@@ -12,7 +12,7 @@ import pytest
 from canary.job import CanaryJob
 from collector import daemon
 from collector.state import CollectorState
-from collector.store.remote import RemoteStore
+from collector.store.door import open_reader
 from dashboards.launch import stop
 from engine.arith import sample_problems
 from engine.state import EngineConfig, EngineState
@@ -20,7 +20,7 @@ from evals.job import EvalJob
 from inferwatch.cli.collector import collector_config
 from inferwatch.demo import SHARED_PREFIX, Burst, ask_every_pool, run_demo
 from inferwatch.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import flush_collector, free_port
 
 pytestmark = pytest.mark.engine
 
@@ -77,7 +77,10 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         assert re.search(r"│ InferwatchDrift\s+│ pool=boost\s+│ critical\s+│ firing", active), active
         received = out[out.index("what the webhook receiver got") :]
         assert re.search(r"│ msg_\w+\s+│\s+200 │ firing\s+│\s+\d+ │[^│]*│ ok\s+│", received), received
-        with RemoteStore(CollectorState.load(settings.collector_state).url) as store:  # type: ignore[union-attr]
+        collector = CollectorState.load(settings.collector_state)
+        assert collector is not None
+        flush_collector(collector.url)  # the burst went through the gateway
+        with open_reader(collector.store) as store:
             (n,) = store.query("SELECT count(*) AS n FROM requests WHERE source = 'load'").column("n").to_pylist()
             assert n == 16
             gate_rows = store.query("SELECT candidate, exit_code FROM gates ORDER BY candidate").to_pylist()

@@ -50,15 +50,11 @@ class Evaluation:
 
 
 def evaluate_once(store: StoreLike, config: AlertConfig, now: datetime, external_url: str = "") -> Evaluation:
-    """Read the store, step every rule, write the changes and the outbox rows (flushed before returning)."""
+    """Read the store, step every rule, write the changes and the outbox rows (stored before returning)."""
     changes = evaluate(config, read_samples(store, config.rules, now), load_active(store), now)
     made = notifications(config, changes, now, external_url)
-    if changes:
-        store.append("alerts", state_rows(changes, now))
-    if made:
-        store.append("alert_outbox", outbox_rows(made))
-    if changes or made:
-        store.flush()  # the next evaluation and the deliverer read these back
+    # one transaction: a state change is never stored without the notification it makes
+    store.append_all([("alerts", state_rows(changes, now)), ("alert_outbox", outbox_rows(made))])
     return Evaluation(now, changes, made)
 
 
@@ -99,7 +95,6 @@ class Deliverer:
 
     def _record(self, records: Sequence[AttemptRecord]) -> None:
         self.store.append("alerts", attempt_rows(records))
-        self.store.flush()  # before the next round reads the outbox again
         for r in records:
             if r.outcome != "delivered":
                 log.warning("alert notification %s to %s: attempt %d %s (%s)", r.notification_id, r.receiver,

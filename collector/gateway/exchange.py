@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,6 +29,14 @@ class Outcome:
     status: Status
     error: str | None = None
     error_type: ErrorType | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What became of a request's row: its journal sequence number, or why it could not be written."""
+
+    seq: int | None
+    error: str | None = None
 
 
 OK = Outcome(Status.ok)
@@ -58,8 +66,18 @@ def pool_labels(route: Route) -> PoolLabels:
 class Recorder:
     """Opens an Exchange when a request has its route and records it when it ends: the row, the metrics, the span."""
 
-    def __init__(self, routes: Mapping[str, Route], sink: RowSink, metrics: GatewayMetrics, tracing: RequestTracing):
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        sink: RowSink,
+        metrics: GatewayMetrics,
+        tracing: RequestTracing,
+        durable: Callable[[int], Awaitable[None]] | None = None,  # waits for the journal's fsync policy
+        strict: bool = False,  # fail-closed: a row that could not be written is not acknowledged
+    ):
         self.sink = sink
+        self.durable = durable
+        self.strict = strict
         self.metrics = metrics
         self.tracing = tracing
         self.meters = {pool: BusyCostMeter(r.price_per_hour * r.replicas) for pool, r in routes.items()}
@@ -82,7 +100,7 @@ class Recorder:
         self.metrics.inc_in_flight(pool_labels(route))
         return exchange
 
-    def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> None:
+    def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> Recorded:
         """Record the request: one row, the metrics, the span. Never raises into the response path."""
         ended_ns = ended_ns or time.perf_counter_ns()
         route = ex.route
@@ -105,11 +123,28 @@ class Recorder:
         labels = pool_labels(route)
         self.metrics.dec_in_flight(labels)
         try:
-            self.sink.append("requests", [record.as_row()])
-        except Exception:  # a closed store: the row is in the log, the client still gets its answer
+            recorded = Recorded(self.sink.append("requests", [record.as_row()]))
+        except Exception as exc:  # the journal cannot be written (disk full): the row is in the log
             log.exception("request %s: row not stored: %s", record.id, record)
+            recorded = Recorded(None, f"{type(exc).__name__}: {exc}")
         self.metrics.observe(record, labels)
         ex.span.end(record)
+        return recorded
+
+    async def acknowledge(self, recorded: Recorded) -> str | None:
+        """Before the answer's last byte: wait until the row is as durable as the fsync policy says. Returns why
+        the answer must not be acknowledged (fail-closed and the row not written), else None."""
+        if recorded.seq is None:
+            return f"the gateway could not record this request ({recorded.error}); retry" if self.strict else None
+        if self.durable is not None:
+            try:
+                await self.durable(recorded.seq)
+            except Exception as exc:  # fsync failed: the row may not survive a power loss
+                log.exception("request row %d: fsync failed", recorded.seq)
+                return (
+                    f"the gateway could not make this request's record durable ({exc}); retry" if self.strict else None
+                )
+        return None
 
 
 def _int(value: object) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,16 +52,20 @@ class GatewayConfig:
     read_timeout_s: float = 600.0  # longest silence from a pool while it generates
 
 
-def openai_error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status)
+def openai_error(status: int, message: str, kind: str, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
+    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status, headers=headers)
 
 
 class Refusal(Exception):
     """The gateway answers the request itself, with this OpenAI error: raised by a step of Gateway.proxy."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.response = openai_error(status, message, kind)
+        self.response = openai_error(status, message, kind, retry_after_s)
 
 
 class BodyTooLarge(ValueError):
@@ -114,10 +119,14 @@ class Gateway:
         metrics: GatewayMetrics,
         tracing: RequestTracing,
         config: GatewayConfig | None = None,
+        durable: Callable[[int], Awaitable[None]] | None = None,
+        admission: Callable[[], str | None] | None = None,  # why new requests are refused now (fail-closed)
+        strict: bool = False,  # fail-closed: an answer whose row could not be journaled becomes a 503
     ) -> None:
         self.router = router
         self.config = config or GatewayConfig()
-        self.recorder = Recorder(router.routes, sink, metrics, tracing)
+        self.recorder = Recorder(router.routes, sink, metrics, tracing, durable, strict)
+        self.admission = admission
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -158,6 +167,8 @@ class Gateway:
         started_ns = time.perf_counter_ns()
         started_at = datetime.now(UTC)
         try:
+            if self.admission is not None and (why := self.admission()):
+                raise Refusal(503, f"the gateway is not taking requests: {why}", "service_unavailable", 5)
             source, body = await self._read(request)
             route = self._route(body, source, request.headers)
             exchange = self.recorder.begin(operation, source, route, request.headers, started_at, started_ns)
@@ -249,6 +260,8 @@ class Gateway:
             raise
         upstream.release()
         now_ns = time.perf_counter_ns()
-        self.recorder.finish(exchange, note_answer(exchange, data), now_ns)
+        row = self.recorder.finish(exchange, note_answer(exchange, data), now_ns)
+        if refused := await self.recorder.acknowledge(row):  # journaled before the answer leaves
+            return openai_error(503, refused, "service_unavailable", retry_after_s=1)
         content_type = upstream.headers.get("content-type", "application/json")
         return Response(data, 200, headers=reply_headers, media_type=content_type)

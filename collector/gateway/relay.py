@@ -53,6 +53,7 @@ class StreamRelay:
         self.seen = StreamObservation()
         self._parser = EventParser()
         self._held: list[bytes] = []  # finish events waiting for the usage event
+        self.done_event = b""  # `data: [DONE]`, held back until the request's row is journaled
 
     def feed(self, data: bytes, now_ns: int) -> bytes:
         """Take bytes from the upstream; returns the bytes to forward to the client now."""
@@ -81,7 +82,8 @@ class StreamRelay:
             return framed
         if payload.strip() == DONE:
             self.seen.done = True
-            return self._release() + framed
+            self.done_event = framed
+            return self._release()
         try:
             chunk = json.loads(payload)
         except ValueError:

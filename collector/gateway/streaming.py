@@ -1,5 +1,6 @@
 """The ASGI response that relays a pool's event stream to the client (through collector/gateway/relay.py) and
-records the request when the stream ends, however it ends: done, broken off by the pool, or left by the client."""
+records the request when the stream ends, however it ends: done, broken off by the pool, or left by the client.
+When the pool ends the stream, the row is journaled before `data: [DONE]` (the last bytes) is relayed."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from collector.vocabulary import ErrorType, Status
 SSE = "text/event-stream"
 
 
-def _error_event(message: str) -> bytes:
-    error = {"error": {"message": message, "type": "upstream_error", "param": None, "code": 502}}
+def _error_event(message: str, code: int = 502) -> bytes:
+    kind = "upstream_error" if code == 502 else "service_unavailable"
+    error = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
@@ -45,22 +47,28 @@ class RelayResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = Outcome(Status.cancelled, "client disconnected mid-stream", ErrorType.cancelled)
+        recorded = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
-                outcome = await self._pump(send)
+                outcome, tail = await self._pump(send)
+                # the row is journaled before the last bytes ([DONE]) leave: "acknowledged" means "journaled"
+                self.exchange.seen = self.relay.seen
+                row = self.recorder.finish(self.exchange, outcome)
+                recorded = True
+                refused = await self.recorder.acknowledge(row)
+                last = _error_event(refused, 503) if refused else self.relay.done_event
+                await send({"type": "http.response.body", "body": tail + last, "more_body": False})
                 group.cancel_scope.cancel()
         finally:
-            if outcome.status is Status.cancelled and self.relay.seen.done and self.relay.seen.error is None:
-                # the client hung up after it had `data: [DONE]` (clients may close at once): it got it all
-                outcome = OK
             if outcome.status is Status.ok:
                 self.upstream.release()
             else:
                 self.upstream.close()  # the pool sees the connection go and aborts the request
-            self.exchange.seen = self.relay.seen
-            self.recorder.finish(self.exchange, outcome)
+            if not recorded:
+                self.exchange.seen = self.relay.seen
+                self.recorder.finish(self.exchange, outcome)
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -68,7 +76,8 @@ class RelayResponse(StreamingResponse):
             pass
         scope.cancel()
 
-    async def _pump(self, send: Send) -> Outcome:
+    async def _pump(self, send: Send) -> tuple[Outcome, bytes]:
+        """Relay the stream until the pool ends it; returns how it ended and the bytes still to send."""
         pool = self.exchange.route.pool
         outcome = OK
         try:
@@ -91,5 +100,4 @@ class RelayResponse(StreamingResponse):
             elif not self.relay.seen.done:
                 message = f"pool {pool}: stream ended before data: [DONE]"
                 outcome = Outcome(Status.error, message, ErrorType.stream_cut)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-        return outcome
+        return outcome, tail

@@ -93,9 +93,6 @@ def wait_for_rows(store: Queryable, run_id: str, expected: int, timeout_s: float
     """Polls until the store holds `expected` rows of the run; returns how many it holds at the end."""
     deadline = time.monotonic() + timeout_s
     while True:
-        flush = getattr(store, "flush", None)
-        if flush is not None:
-            flush()
         (found,) = store.query("SELECT count(*) AS n FROM requests WHERE run_id = ?", [run_id]).column("n").to_pylist()
         if found >= expected or time.monotonic() > deadline:
             return int(found)

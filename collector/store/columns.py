@@ -1,5 +1,7 @@
-"""Per-table row buffers: rows are checked value by value when they arrive, so that a flush, which turns
-the buffered rows into one Arrow table, cannot fail on data.
+"""Per-table row checks: rows are checked value by value when they arrive (a bad row is refused at once,
+naming the table, row and column), so that the insert, which turns them into one Arrow table, rarely fails on
+data; what still fails (a lone surrogate, a number Arrow cannot hold) is found row by row and quarantined
+(collector/store/quarantine.py).
 
 Checks compare exact Python types first (a set lookup) and fall back to isinstance only for other types
 (numpy scalars, subclasses): the gateway appends one row per request and this is its hot path.
@@ -7,7 +9,7 @@ Checks compare exact Python types first (a set lookup) and fall back to isinstan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from numbers import Integral, Real
 from typing import Any
@@ -38,8 +40,8 @@ def _kind(column: str, type_: pa.DataType) -> tuple[frozenset[type], Callable[[A
     raise TypeError(f"column {column}: the store does not buffer {type_} columns")
 
 
-class RowBuffer:
-    """Rows of one table waiting for the next flush."""
+class RowChecker:
+    """The checks of one table's rows against its schema."""
 
     def __init__(self, table: str, schema: pa.Schema, required: frozenset[str]) -> None:
         self.table = table
@@ -47,11 +49,6 @@ class RowBuffer:
         self.required = tuple(required)
         self._kinds = {f.name: _kind(f.name, f.type) for f in schema}
         self._int32 = frozenset(f.name for f in schema if pa.types.is_int32(f.type))
-        self._rows: list[Mapping[str, Any]] = []
-
-    @property
-    def rows(self) -> int:
-        return len(self._rows)
 
     def validate(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The rows, checked; raises ValueError naming the row, column and what was expected."""
@@ -76,11 +73,6 @@ class RowBuffer:
                     raise ValueError(f"{self.table} row {index}: column {column} must be {expected}, got {value!r}")
         return batch
 
-    def extend(self, rows: list[Mapping[str, Any]]) -> None:
-        """Add rows that passed `validate`."""
-        self._rows.extend(rows)
-
-    def take(self) -> pa.Table:
-        """The buffered rows as one Arrow table; the buffer is empty afterwards."""
-        rows, self._rows = self._rows, []
+    def to_arrow(self, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+        """Checked rows as one Arrow table of the table's schema (pyarrow errors propagate)."""
         return pa.Table.from_pylist(rows, schema=self.schema)

@@ -1,41 +1,29 @@
-"""The one door to the store: every command, job and page opens it here.
+"""The one door to the store: every command, job, page and gateway opens it here, by store URL
+(collector/store/url.py) — there is no store server to go through.
 
-- `open_store` (writers: canary, evals, alerts): the running collector's store service when the collector
-  holds the file, else the file itself (as its one writer).
-- `open_reader` (readers: fleet, eval report, gate, the dashboard): the collector's store service when it
-  holds the file, else the file opened read-only for each query (collector/store/readonly.py), so a reader
-  never migrates, flushes or holds the file.
-- `connect`: the store of a collector known to run at a URL.
+- `open_store` (writers: the collector's committer, canary, evals, gate, alerts): migrates the store to this
+  code's schema; creates an embedded store that is not there yet.
+- `open_reader` (readers: fleet, eval report, gate's inputs, the dashboard): read-only, never migrates or
+  creates; an embedded file is opened for each query only, so readers and writers take turns on it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from collector.state import CollectorState, health
-from collector.store.embedded import Store
-from collector.store.readonly import ReadOnlyStore
-from collector.store.remote import RemoteStore
+from collector.store.api import Store
+from collector.store.errors import StoreError
+from collector.store.url import StoreURL, parse_store_url
 
 
-def connect(url: str) -> RemoteStore:
-    """The store of the collector answering at `url`, over its loopback HTTP."""
-    return RemoteStore(url)
+def open_store(url: StoreURL | str | Path, *, create: bool = True) -> Store:
+    """The store at `url` for writing; `create=False` refuses an embedded store that is not there yet."""
+    parsed = url if isinstance(url, StoreURL) else parse_store_url(url)
+    if not create and not parsed.exists():
+        raise StoreError(f"{parsed}: no store there yet; `inferwatch collector up` creates it")
+    return Store(parsed)
 
 
-def open_store(store_path: Path, state_path: Path) -> Store | RemoteStore:
-    """The running collector's store service when it holds `store_path`, else the file itself."""
-    return _served(store_path, state_path) or Store(store_path)
-
-
-def open_reader(store_path: Path, state_path: Path) -> ReadOnlyStore | RemoteStore:
-    """For readers that must not hold the file (the dashboard): the collector's store service when it holds
-    `store_path`, else the file opened read-only for each query (collector/store/readonly.py)."""
-    return _served(store_path, state_path) or ReadOnlyStore(store_path)
-
-
-def _served(store_path: Path, state_path: Path) -> RemoteStore | None:
-    state = CollectorState.load(state_path)
-    if state is not None and Path(state.store).resolve() == store_path.resolve() and health(state.url):
-        return connect(state.url)
-    return None
+def open_reader(url: StoreURL | str | Path) -> Store:
+    """The store at `url`, read-only."""
+    return Store(url, read_only=True)

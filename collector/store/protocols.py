@@ -1,8 +1,9 @@
-"""What code that reads or writes the store needs of it: a Store (in process) and a RemoteStore (over the
-collector's HTTP) both fit."""
+"""What code that reads or writes the store needs of it. A Store (collector/store/api.py) is all three; the
+collector's journal sink (collector/ingest.py) is a RowSink."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -17,4 +18,4 @@ class RowSink(Protocol):
 
 
 class StoreLike(Queryable, RowSink, Protocol):
-    def flush(self) -> int: ...
+    def append_all(self, batches: Iterable[tuple[str, Iterable[Mapping[str, Any]]]]) -> int: ...

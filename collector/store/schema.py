@@ -91,6 +91,26 @@ MIGRATIONS: tuple[str, ...] = (
         candidate VARCHAR NOT NULL, weight DOUBLE, detail_json VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 6: the data path (collector/journal/, docs/DESIGN.md "Store"): which journal segments of which gateway are
+    # in the store (committed in the same transaction as their rows, so a replay inserts nothing twice), rows
+    # that could not be stored with why (quarantine), and leases (one alert evaluator among N gateways)
+    """
+    CREATE TABLE journal_segments (
+        writer VARCHAR NOT NULL, segment VARCHAR NOT NULL, rows INTEGER NOT NULL, torn INTEGER NOT NULL,
+        quarantined INTEGER NOT NULL, committed_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE quarantine (
+        writer VARCHAR NOT NULL, segment VARCHAR, table_name VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+        row_json VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE leases (
+        name VARCHAR NOT NULL, holder VARCHAR NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
+        acquired_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
+
+# the bookkeeping table (no PRIMARY KEY: DuckLake has none; versions are written once, inside the transaction)
+MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, applied_at TIMESTAMPTZ)"
 
 SCHEMA_VERSION = len(MIGRATIONS)

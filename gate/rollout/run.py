@@ -104,7 +104,7 @@ def _eval(plan: RolloutPlan, engine: EngineState, collector: CollectorState, log
     """The suite on both pools; the candidate's verdict."""
     job = EvalJob(suite=plan.suite, reference=plan.baseline, pools=(plan.baseline, plan.candidate),
                   limit=plan.eval_limit)  # fmt: skip
-    checked = run_eval_job(job, collector.url, engine.ray_address, log=log)
+    checked = run_eval_job(job, collector, engine.ray_address, log=log)
     verdicts = {s.pool: s.verdict.value for s in checked.summaries}
     return {"run": checked.run_id, "verdict": verdicts.get(plan.candidate)}
 

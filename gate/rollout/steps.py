@@ -50,7 +50,6 @@ class StepLog:
         shown = ", ".join(f"{k} {v}" for k, v in detail.items())
         self.log(f"rollout {self.plan.rollout_id}: {step} {status}{': ' + shown if shown else ''}")
         self.store.append("rollouts", [row])
-        self.store.flush()
         if step in STEPS[:-1]:
             self.underway = STEPS[STEPS.index(step) + 1]
 

@@ -34,7 +34,8 @@ ERROR_EXIT_CODES: dict[str, int] = {
     # a runtime failure: an engine, collector or store that is not there or did not do its part
     "engine.state.EngineError": EXIT_FAILURE,
     "collector.state.CollectorError": EXIT_FAILURE,
-    "collector.store.embedded.StoreError": EXIT_FAILURE,
+    "collector.store.errors.StoreError": EXIT_FAILURE,
+    "collector.store.errors.StoreBusy": EXIT_FAILURE,
     "collector.loadgen.job.LoadJobError": EXIT_FAILURE,
     "canary.client.CanaryError": EXIT_FAILURE,
     "gate.rollout.run.RolloutError": EXIT_FAILURE,

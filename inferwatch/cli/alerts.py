@@ -25,10 +25,11 @@ def evaluating_collector(settings: Settings) -> str:
     """The URL of the collector of this home when it answers ("" otherwise); CollectorError when it evaluates
     alert rules on this store itself (a second evaluator would notify twice)."""
     from collector.state import CollectorError, CollectorState, health
+    from collector.store.url import same_store
 
     state = CollectorState.load(settings.collector_state)
     answer = health(state.url) if state else None
-    if state and answer and answer.get("alerts") and Path(state.store).resolve() == settings.store_path.resolve():
+    if state and answer and answer.get("alerts") and same_store(state.store, settings.store_url):
         raise CollectorError(
             f"the collector at {state.url} evaluates the alert rules {answer['alerts']} on this store already; "
             "a second evaluator would notify twice. Read its `alerts` table, or restart it without --alert-rules"

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     current = settings(args)
     if not port_is_free(current.host, args.dashboard_port):
         raise SettingsError(f"--port: port {args.dashboard_port} on {current.host} is already in use")
-    print(f"dashboard at http://{current.host}:{args.dashboard_port} on {current.store_path} (read-only; "
+    print(f"dashboard at http://{current.host}:{args.dashboard_port} on {current.store_url} (read-only; "
           "through the collector while it runs); Ctrl-C stops it", flush=True)  # fmt: skip
-    exec_streamlit(current.host, args.dashboard_port, current.store_path, current.collector_state)
+    exec_streamlit(current.host, args.dashboard_port, current.store_url, current.collector_state)
     return 0  # not reached: exec_streamlit replaces this process

@@ -89,7 +89,7 @@ def run_suite(args: argparse.Namespace) -> int:
         in_process=args.in_process,
     )  # fmt: skip
     with bad_input("inferwatch eval run"):
-        run = run_eval_job(job, collector.url, engine_ray_address(current), log=log)
+        run = run_eval_job(job, collector, engine_ray_address(current), log=log)
     print_eval(run.run_id, run.suite, run.reference, run.summaries)
     if failures := failure_rows(run):
         print_table(failures, title="failed items (recorded in eval_items with their error)")

@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     with reader(current) as store:
         reports = fleet_report(store, window)
     what = f"run {args.run}" if args.run else f"the last {args.window:g}s"
-    print_table(table_rows(reports), title=f"pools over {what} ({current.store_path})")
+    print_table(table_rows(reports), title=f"pools over {what} ({current.store_url})")
     return 0

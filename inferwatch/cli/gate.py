@@ -49,12 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def record(settings: Settings, result: GateResult) -> None:
-    """The verdict as a row of the `gates` table, flushed."""
+    """The verdict as a row of the `gates` table."""
     from gate.judge import gate_row
 
     with writer(settings) as store:
         store.append("gates", [gate_row(result)])
-        store.flush()
 
 
 def show(args: argparse.Namespace, result: GateResult) -> None:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.fleet.report import table_rows
     from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
     from collector.loadgen.runner import LoadConfig, error_rows, summary_rows
-    from collector.store.door import connect
+    from collector.store.door import open_reader
     from inferwatch.report import print_table
 
     state = running_collector(settings(args))
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency, ignore_eos=args.ignore_eos, temperature=args.temperature,
             seed=args.seed, progress=True,
         )  # fmt: skip
-    with connect(state.url) as store:
+    with open_reader(state.store) as store:
         result, reports = run_through_gateway(config, items, store)
     title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
     print_table(summary_rows(result), title=f"{title} (client side, ms)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,6 +18,7 @@ from inferwatch.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from collector.state import CollectorState
+    from collector.store.api import Store
     from collector.store.protocols import Queryable, StoreLike
 
 # DESIGN: 0 ok, 1 fail, 2 marginal/inconclusive (never a pass), 3 usage or data error
@@ -70,6 +71,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
 def name_list(text: str) -> list[str]:
     """`ref,bf16` -> ["ref", "bf16"] (argparse type)."""
     return [name for name in text.split(",") if name]
@@ -83,7 +95,9 @@ HOME = _parent()
 HOME.add_argument("--home", type=Path, help="state directory (default ./var)")
 
 STORE = _parent()
-STORE.add_argument("--store", type=Path, help="DuckDB store (default <home>/inferwatch.duckdb)")
+STORE.add_argument(
+    "--store", metavar="URL", help="store URL: a DuckDB file (default <home>/inferwatch.duckdb) or ducklake:..."
+)
 
 ENGINE = _parent()
 ENGINE.add_argument("--spec", type=Path, help="pool spec file (default data/pools.yaml)")
@@ -102,6 +116,9 @@ def settings(args: argparse.Namespace) -> Settings:
         ray_port=getattr(args, "ray_port", None),
         metrics_port=getattr(args, "metrics_port", None),
         home=getattr(args, "home", None),
+        fsync=getattr(args, "fsync", None),
+        overflow=getattr(args, "overflow", None),
+        high_water_rows=getattr(args, "high_water_rows", None),
     )
 
 
@@ -116,32 +133,37 @@ def bad_input(what: str) -> Iterator[None]:
         raise SettingsError(f"{what}: {exc}") from None
 
 
-def _existing_store(settings: Settings) -> Path:
-    if not settings.store_path.exists():
-        raise SettingsError(f"{settings.store_path}: no store there yet; `inferwatch collector up` creates it")
-    return settings.store_path
-
-
 @contextmanager
 def reader(settings: Settings) -> Iterator[Queryable]:
-    """The store for a command that only reads it: through the collector while it holds the file, else the
-    file opened read-only for each query (never migrated, flushed or held; never created)."""
+    """The store for a command that only reads it: attached read-only (never migrated or created)."""
     from collector.store.door import open_reader
 
-    store = open_reader(_existing_store(settings), settings.collector_state)
-    try:
+    with opened(lambda: open_reader(settings.store_url)) as store:
         yield store
-    finally:
-        store.close()
 
 
 @contextmanager
 def writer(settings: Settings, *, create: bool = False) -> Iterator[StoreLike]:
-    """The store for a command that writes it: through the collector while it holds the file, else the file
-    itself as its one writer. `create`: a missing store is made (else it is a data error naming the path)."""
+    """The store for a command that writes it (migrated to this code's schema). `create`: a missing embedded
+    store is made (else it is a data error naming the path)."""
     from collector.store.door import open_store
 
-    store = open_store(settings.store_path if create else _existing_store(settings), settings.collector_state)
+    with opened(lambda: open_store(settings.store_url, create=create)) as store:
+        yield store
+
+
+@contextmanager
+def opened(open_it: Callable[[], Store]) -> Iterator[Store]:
+    """A store that cannot be opened (bad URL, unreachable, newer schema or format) is a data error (exit 3)
+    naming the URL; errors while it is used pass on as they are."""
+    from collector.store.errors import StoreBusy, StoreError
+
+    try:
+        store = open_it()
+    except StoreBusy:
+        raise
+    except StoreError as exc:
+        raise SettingsError(str(exc)) from None
     try:
         yield store
     finally:

@@ -26,7 +26,7 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.store.door import connect
+    from collector.store.door import open_store
     from engine.state import EngineState
     from gate import report
     from gate.rollout.plan import RolloutPlan
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             rate=args.rate, suite=args.suite, eval_limit=args.eval_limit, samples=args.samples,
             gate_config=args.config, promote_marginal=args.promote_marginal,
         )  # fmt: skip
-        with connect(collector.url) as store:
+        with open_store(collector.store) as store:
             result = run_rollout(plan, EngineState.load(current.engine_state), collector, store, current.home,
                                  current.prices, log=log)  # fmt: skip
     print_table(step_rows(result), title=f"rollout {result.rollout_id}: {plan.candidate} for {plan.baseline}")

@@ -18,7 +18,7 @@ from tests.conftest import inferwatch
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("canary-cli")
     with FaultyUpstream() as upstream:
-        start_collector(home, upstream, flush_interval_s=0.2)
+        start_collector(home, upstream)
         yield home
         daemon.down(home / "collector.json")
 

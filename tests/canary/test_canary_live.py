@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from engine.state import EngineState
-from tests.conftest import inferwatch
+from tests.conftest import flush_collector, inferwatch
 
 pytestmark = pytest.mark.engine
 
@@ -53,7 +53,8 @@ def test_fault_pools_drift_and_bfloat16_does_not(canary_home: Path, live_collect
     assert all(v != "drift" for (pool, _), v in got.items() if pool == "bf16"), done.stdout
     assert "drifting: boost, noisy" in done.stdout
     run_id = re.search(r"canary (\w+): each pool", done.stdout).group(1)  # type: ignore[union-attr]
-    with connect(live_collector.url) as store:
+    flush_collector(live_collector.url)  # the canary's requests went through the gateway
+    with open_reader(live_collector.store) as store:
         drift = store.query("SELECT pool, metric, verdict FROM drift WHERE run_id = ?", [run_id]).to_pylist()
         probes = store.query("SELECT count(*) AS n FROM probes WHERE run_id = ?", [run_id]).column("n")[0].as_py()
         canary_requests = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.store.embedded import Store
+from collector.store.api import Store
 from inferwatch.cli import ERROR_EXIT_CODES, exit_code_for, main
 
 
@@ -33,7 +33,7 @@ def test_data_errors_exit_3_and_runtime_failures_1() -> None:
 
 
 def test_a_subclass_takes_its_parents_code() -> None:
-    from collector.store.embedded import StoreError
+    from collector.store.errors import StoreError
 
     class Narrower(StoreError):
         pass

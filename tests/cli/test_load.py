@@ -13,17 +13,17 @@ from collector import daemon
 from collector.fleet.report import Window, fleet_report
 from collector.loadgen.job import WorkloadSpec, build_workload
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from inferwatch.cli.options import parse_duration
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
-from tests.conftest import inferwatch
+from tests.conftest import flush_collector, inferwatch
 
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, CollectorState]]:
     home = tmp_path_factory.mktemp("cli-load")
     with FaultyUpstream() as upstream:
-        state = start_collector(home, upstream, flush_interval_s=0.2)
+        state = start_collector(home, upstream)
         yield home, state
         daemon.down(home / "collector.json")
 
@@ -50,7 +50,8 @@ def test_load_reports_each_pool_and_the_rows_land_in_the_store(collector: tuple[
     run = re.search(r"load run (\w+): 10 requests", done.stdout)
     assert run, done.stdout
     assert "HTTP 502" in done.stdout and "err500" in done.stdout  # the error table names the pool and the cause
-    with connect(state.url) as store:
+    flush_collector(state.url)  # every answered request committed
+    with open_reader(state.store) as store:
         reports = {r.stats.pool: r for r in fleet_report(store, Window(run_id=run.group(1)))}
     # round-robin over two pools: 5 each; the scripted pool answers 3 completion tokens of a 7-token prompt
     assert (reports["ok"].stats.requests, reports["ok"].stats.errors, reports["ok"].stats.completion_tokens) == (

@@ -1,5 +1,5 @@
-"""Read-only commands open the store read-only when no collector runs: the file is never migrated, flushed or
-held (it stays byte-identical, even one schema version behind) and a missing one is never created."""
+"""Read-only commands open the store read-only: the file is never migrated or held (it stays byte-identical),
+one schema version behind is refused with what to do, and a missing one is never created."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collector.store.embedded import Store
-from collector.store.schema import MIGRATIONS
+from collector.store.api import Store
+from collector.store.schema import MIGRATIONS, SCHEMA_VERSION
 from inferwatch.cli import main
 
 
@@ -20,15 +20,12 @@ def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    """A store file one schema version behind (all migrations but the last), so that a writer's open would
-    migrate it and change it, with three requests of pool `ref` in the last minute."""
-    path = tmp_path / "store" / "s.duckdb"
+def make_store(path: Path, migrations: tuple[str, ...]) -> Path:
+    """A store file at the schema version of `migrations` with three requests of pool `ref` in the last minute."""
     path.parent.mkdir()
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
-        for version, sql in enumerate(MIGRATIONS[:-1], start=1):
+        for version, sql in enumerate(migrations, start=1):
             con.execute(sql)
             con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
         con.executemany(
@@ -40,10 +37,23 @@ def store(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_fixture_is_a_store_a_writer_would_change(store: Path) -> None:
-    before = digest(store.parent)
-    Store(store).close()
-    assert digest(store.parent) != before
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A store at this code's schema version, closed."""
+    return make_store(tmp_path / "store" / "s.duckdb", MIGRATIONS)
+
+
+@pytest.fixture
+def behind(tmp_path: Path) -> Path:
+    """A store one schema version behind (all migrations but the last), so that a writer's open would migrate
+    it and change it."""
+    return make_store(tmp_path / "behind" / "s.duckdb", MIGRATIONS[:-1])
+
+
+def test_the_fixture_is_a_store_a_writer_would_change(behind: Path) -> None:
+    before = digest(behind.parent)
+    Store(behind).close()
+    assert digest(behind.parent) != before
 
 
 def test_fleet_reads_a_closed_store_and_leaves_it_byte_identical(
@@ -53,7 +63,18 @@ def test_fleet_reads_a_closed_store_and_leaves_it_byte_identical(
     assert main(["fleet", "--store", str(store), "--home", str(tmp_path / "home")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"│ ref\s+│ -\s+│ -\s+│\s+3 │\s+0 │", out), out  # pool, revision, hardware, 3 requests, 0 errors
-    assert digest(store.parent) == before  # no WAL, no migration, no flush: the same bytes, the same files
+    assert digest(store.parent) == before  # no WAL, no new file: the same bytes, the same files
+
+
+def test_fleet_refuses_a_store_one_version_behind_and_leaves_it_byte_identical(
+    behind: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = digest(behind.parent)
+    assert main(["fleet", "--store", str(behind), "--home", str(tmp_path / "home")]) == 3
+    err = capsys.readouterr().err
+    assert f"{behind}: store schema version {SCHEMA_VERSION - 1}, this inferwatch reads version {SCHEMA_VERSION}" in err
+    assert "any writer migrates it (`inferwatch collector up`" in err
+    assert digest(behind.parent) == before  # refused without migrating
 
 
 def test_eval_report_leaves_the_store_byte_identical(store: Path, tmp_path: Path) -> None:

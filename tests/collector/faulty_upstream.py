@@ -173,15 +173,15 @@ def write_engine(home: Path, upstream_url: str) -> Path:
 def start_collector(home: Path, upstream: FaultyUpstream, **config: Any) -> CollectorState:
     engine_state = write_engine(home, upstream.url)
     cfg = CollectorConfig(
-        store_path=str(home / "store.duckdb"), engine_state=str(engine_state), prices=str(DATA / "prices.yaml"),
-        port=free_port(), **config,
+        store_url=str(home / "store.duckdb"), engine_state=str(engine_state), prices=str(DATA / "prices.yaml"),
+        port=free_port(), **{"journal_dir": str(home / "journal"), **config},
     )  # fmt: skip
     return daemon.up(cfg, home / "collector.json", log=lambda _: None)
 
 
 @contextmanager
 def collector_over_faulty_upstream(home: Path) -> Iterator[CollectorState]:
-    """A real collector in front of a scripted upstream, stopped (and flushed) afterwards."""
+    """A real collector in front of a scripted upstream, stopped (its journal committed) afterwards."""
     with FaultyUpstream() as upstream:
         state = start_collector(home, upstream)
         try:

@@ -23,7 +23,7 @@ from collector.scraper import (
     prefix_cache_hit_ratio,
     targets_from_engine,
 )
-from collector.store.embedded import Store
+from collector.store.api import Store
 from engine.state import EngineState, PoolEndpoint
 from tests.conftest import free_port
 
@@ -228,11 +228,10 @@ def test_scraper_writes_rows_survives_failures_and_keeps_hit_ratios(
             assert scraper.hit_ratios() == {"ref": 0.8}  # kept while no new lookups are seen
         return got
 
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as store:
+    with Store(tmp_path / "s.duckdb") as store:
         before = datetime.now(UTC)
         results = asyncio.run(scrapes())
         after = datetime.now(UTC)
-        store.flush()
         rows = store.query(
             "SELECT pool, sampled_at, metric, value FROM pool_samples ORDER BY sampled_at, pool, metric"
         ).to_pylist()
@@ -283,9 +282,8 @@ def test_the_loop_goes_on_through_failures_until_stopped(tmp_path: Path, endpoin
             stop.set()
             await asyncio.wait_for(task, timeout=5)
 
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as store:
+    with Store(tmp_path / "s.duckdb") as store:
         asyncio.run(loop())
-        store.flush()
         ups = (
             store.query(
                 "SELECT sampled_at, min(value) AS up FROM pool_samples WHERE metric = 'scrape_up' "
@@ -382,7 +380,7 @@ def test_live_pools_prefix_cache_hits_show_in_the_ray_export(engine: EngineState
                     return first, last, scraper.hit_ratios()
                 await asyncio.sleep(1.0)
 
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as store:
+    with Store(tmp_path / "s.duckdb") as store:
         first, last, ratios = asyncio.run(run())
     got, before = by_key(last), by_key(first)
     assert {got[pool, "scrape_up"] for pool in ("ref", "bf16", "boost", "noisy")} == {1.0}

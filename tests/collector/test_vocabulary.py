@@ -12,7 +12,7 @@ import pytest
 
 from collector import vocabulary
 from collector.fleet.report import Window, query_stats
-from collector.store.embedded import Store
+from collector.store.api import Store
 from collector.store.rows import RequestRecord
 from collector.vocabulary import (
     DriftVerdict,
@@ -113,7 +113,6 @@ def test_members_are_stored_as_their_strings_and_the_fleet_sql_counts_them(tmp_p
             _record(3, Status.cancelled, ErrorType.cancelled)]  # fmt: skip
     with Store(tmp_path / "s.duckdb") as store:
         store.append("requests", rows)
-        store.flush()
         got = store.query("SELECT status, source, operation, error_type FROM requests ORDER BY id").to_pylist()
         (stats,) = query_stats(store, Window())
     assert [tuple(r.values()) for r in got] == [

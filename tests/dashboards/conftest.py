@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from collector.store.embedded import Store
+from collector.store.api import Store
 from dashboards.launch import APP, COLLECTOR_STATE_VAR, STORE_VAR
 from tests.dashboards.seed import seed
 
@@ -20,7 +20,7 @@ OpenApp = Callable[..., AppTest]
 @pytest.fixture
 def seeded(tmp_path: Path) -> Path:
     path = tmp_path / "seeded.duckdb"
-    with Store(path, flush_interval_s=3600) as store:
+    with Store(path) as store:
         seed(store, datetime.now(UTC))
     return path
 

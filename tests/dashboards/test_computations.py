@@ -87,8 +87,9 @@ def test_hard_mismatches_first_then_divergences_then_agreement() -> None:
 
 
 def test_the_app_reads_where_the_launcher_points_it(tmp_path: Path) -> None:
-    env = environment(tmp_path / "s.duckdb", tmp_path / "collector.json", {"PYTHONPATH": "/elsewhere"})
-    assert location(env) == Location(tmp_path / "s.duckdb", tmp_path / "collector.json")
+    store = str(tmp_path / "s.duckdb")
+    env = environment(store, tmp_path / "collector.json", {"PYTHONPATH": "/elsewhere"})
+    assert location(env) == Location(store, tmp_path / "collector.json")
     assert env["PYTHONPATH"] == f"{ROOT}:/elsewhere"
 
 

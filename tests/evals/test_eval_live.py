@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from engine.state import EngineState
-from tests.conftest import inferwatch
+from tests.conftest import flush_collector, inferwatch
 
 pytestmark = pytest.mark.engine
 
@@ -49,8 +49,8 @@ def test_arith_suite_flags_the_numeric_fault_and_not_bfloat16(eval_home: Path, l
     assert got["bf16"]["verdict"] in ("pass", "inconclusive"), done.stdout
     assert all(got[p]["errors"] == "0" for p in ("ref", "bf16", "noisy")), done.stdout
     run_id = re.search(r"eval (\w+): arith-v1", done.stdout).group(1)  # type: ignore[union-attr]
-    with connect(live_collector.url) as store:
-        store.flush()
+    flush_collector(live_collector.url)  # the eval's requests went through the gateway
+    with open_reader(live_collector.store) as store:
         items = store.query("SELECT pool, count(*) AS n FROM eval_items WHERE run_id = ? GROUP BY pool ORDER BY pool",
                             [run_id]).to_pylist()  # fmt: skip
         requests = store.query("SELECT count(*) AS n FROM requests WHERE run_id = ? AND source = 'eval'", [run_id])

@@ -14,12 +14,12 @@ import pytest
 
 from collector import daemon
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from collector.vocabulary import EvalVerdict
 from evals.job import EvalJob, EvalRun, run_eval_job
 from evals.runner import AskConfig
 from tests.collector.faulty_upstream import DYING_AFTER, FaultyUpstream, start_collector
-from tests.conftest import inferwatch
+from tests.conftest import flush_collector, inferwatch
 
 ITEMS = 40  # a + b with sums 100..178: the "ok" pool's constant "46" is never right
 
@@ -42,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                "expected": str(140 + 2 * i), "scorer": "exact"} for i in range(5)]  # fmt: skip
     suite.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with FaultyUpstream() as upstream:
-        collector = start_collector(home, upstream, flush_interval_s=0.2)
+        collector = start_collector(home, upstream)
         yield Setup(home, collector, upstream, suite)
         daemon.down(home / "collector.json")
 
@@ -53,12 +53,12 @@ def run(setup: Setup) -> EvalRun:
         suite=str(setup.suite), reference="sums", pools=("flaky", "dying", "ok", "err500"), chunk_size=10,
         ask=AskConfig(concurrency=4, retries=2, backoff_s=0.01), in_process=True, progress=False,
     )  # fmt: skip
-    return run_eval_job(job, setup.collector.url, log=lambda _: None)
+    return run_eval_job(job, setup.collector, log=lambda _: None)
 
 
 def stored(setup: Setup, sql: str, params: list[object] | None = None) -> list[dict[str, object]]:
-    with connect(setup.collector.url) as store:
-        store.flush()
+    flush_collector(setup.collector.url)  # the eval's requests went through the gateway
+    with open_reader(setup.collector.store) as store:
         return store.query(sql, params).to_pylist()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.store.embedded import Store
+from collector.store.api import Store
 from collector.vocabulary import EvalVerdict
 from evals.job import import_lm_eval
 from evals.lm_eval_import import SamplesError, read_samples, sample_files, task_of

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.store.embedded import Store
+from collector.store.api import Store
 from collector.vocabulary import GateVerdict
 from gate.config import load_gate_config
 from gate.data import Span

@@ -19,7 +19,7 @@ import pytest
 from collector import daemon
 from collector.gateway.splits import SplitClient
 from collector.state import CollectorState
-from collector.store.remote import RemoteStore
+from collector.store.door import open_reader
 from inferwatch.cli.collector import collector_config
 from inferwatch.settings import Settings
 from tests.conftest import ROOT, free_port, inferwatch
@@ -48,7 +48,7 @@ def collector(home: Path) -> CollectorState:
 
 
 def steps(home: Path, rollout_id: str) -> list[tuple[str, str, dict[str, object]]]:
-    with RemoteStore(collector(home).url) as store:
+    with open_reader(collector(home).store) as store:  # the rollout appended its steps itself
         rows = store.query("SELECT step, status, detail_json FROM rollouts WHERE rollout_id = ? ORDER BY recorded_at",
                            [rollout_id]).to_pylist()  # fmt: skip
     return [(r["step"], r["status"], json.loads(r["detail_json"])) for r in rows]

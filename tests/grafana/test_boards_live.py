@@ -3,8 +3,8 @@ engine after a load burst, and every panel's query, variables substituted as Gra
 the Prometheus HTTP API.
 
 The drift, eval and gate gauges are what the collector exports from the store's latest verdicts; the test writes
-those verdict rows through the collector's store service (tests/dashboards/seed.py) rather than running the
-canary and an eval suite here, which would take minutes and do nothing more for the boards.
+those verdict rows into the collector's store itself (tests/dashboards/seed.py) rather than running the canary
+and an eval suite here, which would take minutes and do nothing more for the boards.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
 from collector.loadgen.runner import LoadConfig
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_store
 from engine.state import EngineState
 from tests.conftest import free_port
 from tests.dashboards.seed import canary, evals, gates
@@ -90,11 +90,10 @@ def burst(collector: CollectorState) -> None:
     """Load through the gateway on every pool, and the verdict rows the drift and gate gauges come from."""
     config = LoadConfig(f"{collector.url}/v1", served_models(collector.url), num_requests=48, rate=24.0, seed=3)
     now = datetime.now(UTC)
-    with connect(collector.url) as store:
+    with open_store(collector.store) as store:  # the load's rows land by the collector's committer; it polls
         run_through_gateway(config, build_workload(WorkloadSpec(dataset="mixed", count=48, output_len=8)), store)
         for table, rows in [*canary(now), ("eval_runs", evals(now)), ("gates", gates(now))]:
-            store.append(table, rows)
-        store.flush()
+            store.append(table, rows)  # inserted at once
 
 
 def result(prometheus: str, query: Query) -> list[Any]:

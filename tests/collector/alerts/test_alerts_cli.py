@@ -12,7 +12,7 @@ import yaml
 from collector.alerts.receiver import Reply, WebhookReceiver
 from collector.alerts.rules import Receiver
 from collector.alerts.signing import verify
-from collector.store.embedded import Store
+from collector.store.api import Store
 from tests.conftest import inferwatch
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -18,12 +18,11 @@ from collector.alerts.outbox import load_pending
 from collector.alerts.receiver import WebhookReceiver
 from collector.alerts.rules import AlertConfig, AlertConfigError
 from collector.state import health
-from collector.store.door import connect
-from collector.store.embedded import Store
-from collector.store.remote import RemoteStore
+from collector.store.api import Store
+from collector.store.door import open_reader, open_store
 from tests.collector.alerts.reference import reference_verify
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
-from tests.conftest import free_port
+from tests.conftest import flush_collector, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -52,8 +51,9 @@ def load_pending_rows(store: Store) -> list[dict[str, Any]]:
     return [{"status": p.notification.status.value, "attempts": p.attempts} for p in load_pending(store)]
 
 
-def attempts(url: str) -> list[dict[str, Any]]:
-    with RemoteStore(url) as store:
+def attempts(store_url: str) -> list[dict[str, Any]]:
+    """The delivery attempts the collector's alert job has stored (it appends them at once)."""
+    with open_reader(store_url) as store:
         rows: list[dict[str, Any]] = store.query(
             "SELECT notification_id, attempt, status, http_status FROM alerts WHERE notification_id IS NOT NULL "
             "ORDER BY attempt"
@@ -67,7 +67,7 @@ def test_a_receiver_down_across_a_collector_restart_gets_the_alert_after(
     monkeypatch.setenv("INFERWATCH_TEST_ALERT_SECRET", SECRET)  # the collector process inherits it
     port = free_port()
     rules = rules_file(tmp_path, f"http://127.0.0.1:{port}/hook")
-    config = {"alert_rules": str(rules), "alert_interval_s": 0.2, "flush_interval_s": 0.2}
+    config = {"alert_rules": str(rules), "alert_interval_s": 0.2, "commit_interval_s": 0.2}
     with FaultyUpstream() as upstream:
         state = start_collector(tmp_path, upstream, **config)
         try:
@@ -77,12 +77,12 @@ def test_a_receiver_down_across_a_collector_restart_gets_the_alert_after(
                     body = {"model": f"arith@{pool}", "prompt": "1+2=", "max_tokens": 3}
                     httpx.post(f"{state.url}/v1/completions", json=body, headers={"x-request-id": f"{pool}-{i}"},
                                timeout=30)  # fmt: skip
-            wait_for("failed attempts while the receiver is down", lambda: len(attempts(state.url)) >= 3)
+            wait_for("failed attempts while the receiver is down", lambda: len(attempts(state.store)) >= 3)
         finally:
             daemon.down(tmp_path / "collector.json")
         log = (tmp_path / "collector.log").read_text()
         assert "attempt 1 retrying (ConnectError" in log and SECRET.removeprefix("whsec_") not in log
-        with Store(tmp_path / "store.duckdb") as store:  # the collector is down: the file itself
+        with open_reader(state.store) as store:  # the collector is down: the file itself
             before = store.query("SELECT count(*) AS n FROM alerts WHERE status = 'retrying'").column("n")[0].as_py()
             assert [r["status"] for r in load_pending_rows(store)] == ["firing"]
         with WebhookReceiver(port=port) as hook:
@@ -90,7 +90,7 @@ def test_a_receiver_down_across_a_collector_restart_gets_the_alert_after(
             try:
                 wait_for("the delivery after the restart", hook.delivered)
                 time.sleep(1.0)  # a few more evaluation rounds: the firing alert must not be notified again
-                rows = attempts(state.url)
+                rows = attempts(state.store)
             finally:
                 daemon.down(tmp_path / "collector.json")
     (got,) = hook.received
@@ -116,7 +116,7 @@ def test_bad_alert_rules_stop_the_collector_before_it_starts(tmp_path: Path) -> 
 
 def test_check_once_through_a_running_collector_as_the_cli_and_the_demo_do(tmp_path: Path) -> None:
     with FaultyUpstream() as upstream, WebhookReceiver() as hook:
-        state = start_collector(tmp_path, upstream, flush_interval_s=0.2)  # no alert rules: it does not evaluate
+        state = start_collector(tmp_path, upstream)  # no alert rules: it does not evaluate
         try:
             assert health(state.url)["alerts"] is None  # type: ignore[index]
             for i in range(3):
@@ -126,14 +126,14 @@ def test_check_once_through_a_running_collector_as_the_cli_and_the_demo_do(tmp_p
                 "rules": [{"name": "ErrorsHigh", "metric": "error_rate", "window": "1h", "condition": "> 0.05"}],
                 "receivers": [{"name": "local", "url": hook.url, "secret": SECRET}],
             })  # fmt: skip
-            with connect(state.url) as store:
-                store.flush()  # the gateway's rows are written at the next flush
+            flush_collector(state.url)  # the gateway's rows are in the store once it commits its journal
+            with open_store(state.store) as store:
                 done = check_once(store, config, external_url=state.url)
                 assert [(c.alert.labels["pool"], c.alert.status.value) for c in done.evaluation.changes] == [
                     ("err500", "firing"),
                 ]
                 assert [a.outcome for a in done.attempts] == ["delivered"] and done.undelivered == 0
-                assert attempts(state.url)[0]["status"] == "delivered"
+                assert attempts(state.store)[0]["status"] == "delivered"
         finally:
             daemon.down(tmp_path / "collector.json")
     (got,) = hook.received

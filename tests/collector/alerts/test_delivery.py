@@ -22,7 +22,7 @@ from collector.alerts.outbox import Pending, load_pending
 from collector.alerts.payload import Notification
 from collector.alerts.receiver import Reply, WebhookReceiver
 from collector.alerts.rules import AlertConfig, DeliveryPolicy
-from collector.store.embedded import Store
+from collector.store.api import Store
 from tests.collector.alerts.reference import reference_verify
 from tests.conftest import free_port
 
@@ -45,7 +45,7 @@ def receiver(url: str, **over: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s:
+    with Store(tmp_path / "s.duckdb") as s:
         yield s
 
 
@@ -57,7 +57,6 @@ def add_requests(store: Store, pool: str, ok: int, errors: int) -> None:
         for i in range(ok + errors)
     ]  # fmt: skip
     store.append("requests", rows)
-    store.flush()
 
 
 def attempts(store: Store) -> list[tuple[str, int, str, int | None]]:
@@ -166,7 +165,6 @@ def test_a_burst_of_1000_alerts_is_grouped_and_none_is_lost(store: Store) -> Non
     start = datetime.now(UTC) - timedelta(seconds=30)
     store.append("requests", [{"id": p, "pool": p, "revision": "r1", "source": "load", "started_at": start,
                                "status": "error"} for p in pools])  # fmt: skip
-    store.flush()
     with (
         WebhookReceiver(lambda n: Reply(500) if n < 2 else Reply(200)) as whole,
         WebhookReceiver(lambda n: Reply(503) if n % 2 == 0 else Reply(200)) as split,

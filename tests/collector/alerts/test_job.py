@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from collector.alerts.job import active_rows, change_rows, check_once, delivery_rows
 from collector.alerts.receiver import WebhookReceiver, received_rows
 from collector.alerts.rules import AlertConfig, Receiver
-from collector.store.embedded import Store
+from collector.store.api import Store
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 RULES = {"rules": [{"name": "Drift", "metric": "drift", "condition": "> 0", "severity": "critical",
@@ -24,14 +24,13 @@ RULES = {"rules": [{"name": "Drift", "metric": "drift", "condition": "> 0", "sev
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     now = datetime.now(UTC)
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s:
+    with Store(tmp_path / "s.duckdb") as s:
         s.append("drift", [{"run_id": "c1", "pool": "boost", "metric": m, "value": 1.0, "verdict": v,
                             "recorded_at": now - timedelta(minutes=1)}
                            for m, v in (("greedy_hard_mismatch", "drift"), ("unexpected_chars", "drift"),
                                         ("tf_mean_kl", "ok"))])  # fmt: skip
         s.append("requests", [{"id": "e1", "pool": "noisy", "revision": "r2", "source": "load", "status": "error",
                                "started_at": now - timedelta(minutes=1)}])  # fmt: skip
-        s.flush()
         yield s
 
 

@@ -12,7 +12,7 @@ import pytest
 from collector.alerts.evaluate import Sample
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
-from collector.store.embedded import Store
+from collector.store.api import Store
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -45,7 +45,7 @@ def gate(candidate: str, exit_code: int, seconds_ago: float, score: float) -> di
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s:
+    with Store(tmp_path / "s.duckdb") as s:
         s.append("pools", [
             {"pool": "a", "revision": "r1", "hardware": "cpu", "accelerator": "cpu", "model": "m@a", "replicas": 1,
              "price_per_hour": 3.6, "spec_json": "{}", "recorded_at": ago(900)},
@@ -70,7 +70,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
             eval_run("bf16", "pass", -0.002), eval_run("empty", "nodata", None, None),
         ])  # fmt: skip
         s.append("gates", [gate("noisy", 0, 600, 90.0), gate("noisy", 1, 60, 20.0), gate("bf16", 2, 60, 70.0)])
-        s.flush()
         yield s
 
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.store_state import StoreState
-from collector.store.embedded import Store
+from collector.store.api import Store
 from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ def gate(candidate: str, score: float | None, exit_code: int, verdict: GateVerdi
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s:
+    with Store(tmp_path / "s.duckdb") as s:
         s.append("drift", [
             drift("ref", "tf_mean_kl", 0.001, DriftVerdict.ok, 60),
             drift("bf16", "unexpected_chars", 0.0925, DriftVerdict.drift, 60),
@@ -61,7 +61,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
             eval_run("bf16", 0.75, -0.125, EvalVerdict.regressed),
         ])  # fmt: skip
         s.append("gates", [gate("bf16", 20.0, 1, GateVerdict.fail)])
-        s.flush()
         yield s
 
 
@@ -129,7 +128,6 @@ def test_a_newer_run_or_rows_gone_remove_the_old_series_at_the_next_scrape(store
     # a newer canary run finds no drift and no value; a newer gate passes without a score
     store.append("drift", [drift("bf16", "unexpected_chars", None, DriftVerdict.ok, 0)])
     store.append("gates", [{**gate("bf16", None, 0, GateVerdict.passed), "decided_at": NOW + timedelta(seconds=1)}])
-    store.flush()
     got = scrape(metrics)
     assert got[("inferwatch_drift_flagged", of(BF16, metric="unexpected_chars"))] == 0.0
     assert ("inferwatch_drift_value", of(BF16, metric="unexpected_chars")) not in got  # not the old 0.0925
@@ -196,7 +194,7 @@ def test_a_query_that_works_again_is_exported_again_and_says_so(store: Store, ca
 def test_registering_does_not_query_the_store_and_each_registry_is_its_own(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s, duckdb.connect(s.path) as con:
+    with Store(tmp_path / "s.duckdb") as s, duckdb.connect(s.path) as con:
         con.execute("DROP TABLE drift")
         registry = CollectorRegistry()
         with caplog.at_level(logging.DEBUG, logger="collector.export.store_state"):

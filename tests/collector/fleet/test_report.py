@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from collector.fleet.report import PoolPrice, Window, fleet_report, pools_rows, report, table_rows
-from collector.store.embedded import Store
+from collector.store.api import Store
 from engine.specs import load_pools
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ def ok(i: str, pool: str, start: float, ttft: float, tpot: float, e2e: float, ca
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as s:
+    with Store(tmp_path / "s.duckdb") as s:
         pool = {"hardware": "cpu", "accelerator": "cpu", "model": "m@a", "dtype": "float32", "spec_json": "{}"}
         s.append("pools", [
             # an older price for a, then the current one: the latest wins
@@ -61,7 +61,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
             for t, q, h in ((5, 100, 0), (15, 200, 50), (30, 500, 300), (60, 900, 300))
             for m, v in (("prefix_cache_queries_total", q), ("prefix_cache_hits_total", h))
         ] + [{"pool": "b", "sampled_at": at(70), "metric": "prefix_cache_queries_total", "value": 1e6}])  # fmt: skip
-        s.flush()
         yield s
 
 
@@ -103,25 +102,24 @@ def test_nothing_in_the_window_gives_no_rows(store: Store) -> None:
     assert fleet_report(store, Window(run_id="no-such-run")) == []
 
 
-def test_a_pool_without_a_price_has_no_cost_and_errors_only_have_no_latency() -> None:
-    (stats,) = [s for s in _stats_only_errors()]
+def test_a_pool_without_a_price_has_no_cost_and_errors_only_have_no_latency(tmp_path: Path) -> None:
+    (stats,) = _stats_only_errors(tmp_path)
     (r,) = report([stats], {}, {}, window_s=60)
     assert r.window_cost_usd is None and r.usd_per_m_output_tokens is None
     row = table_rows([r])[0]
     assert row["ttft_p50_ms"] is None and row["errors"] == 2 and row["hit req"] is None
 
 
-def _stats_only_errors() -> list[Any]:
-    with Store(":memory:", flush_interval_s=3600) as s:
+def _stats_only_errors(tmp_path: Path) -> list[Any]:
+    with Store(tmp_path / "errors.duckdb") as s:
         s.append("requests", [request("e1", "c", 1, status="error"), request("e2", "c", 2, status="error")])
-        s.flush()
         from collector.fleet.report import query_stats
 
         return query_stats(s, Window())
 
 
-def test_zero_price_is_free_and_not_missing() -> None:
-    (stats,) = _stats_only_errors()
+def test_zero_price_is_free_and_not_missing(tmp_path: Path) -> None:
+    (stats,) = _stats_only_errors(tmp_path)
     (r,) = report([stats], {("c", "r1"): PoolPrice(0.0, 1)}, {}, window_s=60)
     assert r.window_cost_usd == 0.0 and r.usd_per_request is None  # no ok request: no unit cost
 

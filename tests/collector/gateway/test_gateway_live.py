@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from engine.state import EngineState
+from tests.conftest import flush_collector
 
 pytestmark = pytest.mark.engine
 
@@ -36,9 +37,10 @@ def events(text: str) -> list[Any]:
 
 
 def stored(collector: CollectorState, request_id: str) -> dict[str, Any]:
-    with connect(collector.url) as store:
-        store.flush()
-        rows = store.query("SELECT * FROM requests WHERE id = ?", [request_id]).to_pylist()
+    """The request's row, once the collector has committed its journal."""
+    flush_collector(collector.url)
+    with open_reader(collector.store) as store:
+        rows: list[dict[str, Any]] = store.query("SELECT * FROM requests WHERE id = ?", [request_id]).to_pylist()
     assert len(rows) == 1, rows
     return rows[0]
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
 from collector import daemon
 from collector.state import CollectorState
-from collector.store.door import connect
+from collector.store.door import open_reader
 from tests.collector.faulty_upstream import POOLS, FaultyUpstream, start_collector
+from tests.conftest import flush_collector
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -32,15 +31,21 @@ def upstream() -> Iterator[FaultyUpstream]:
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream) -> Iterator[CollectorState]:
     home = tmp_path_factory.mktemp("collector")
-    state = start_collector(home, upstream, max_body_bytes=4096, flush_interval_s=0.2)
+    state = start_collector(home, upstream, max_body_bytes=4096)
     yield state
     daemon.down(home / "collector.json")
 
 
+def stored(collector: CollectorState, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """What the store holds once the collector has committed its journal (every request it has answered)."""
+    flush_collector(collector.url)
+    with open_reader(collector.store) as store:
+        rows: list[dict[str, Any]] = store.query(sql, params).to_pylist()
+    return rows
+
+
 def row(collector: CollectorState, request_id: str) -> dict[str, Any]:
-    with connect(collector.url) as store:
-        store.flush()
-        rows = store.query("SELECT * FROM requests WHERE id = ?", [request_id]).to_pylist()
+    rows = stored(collector, "SELECT * FROM requests WHERE id = ?", [request_id])
     assert len(rows) == 1, f"expected one row for {request_id}, got {rows}"
     return rows[0]
 
@@ -171,13 +176,8 @@ def test_a_client_that_hangs_up_right_after_done_got_it_all(collector: Collector
         for line in r.iter_lines():
             if line == "data: [DONE]":
                 break
-    for _ in range(50):  # the gateway records the request when it sees the client go
-        with connect(collector.url) as store:
-            store.flush()
-            rows = store.query("SELECT status, error_type FROM requests WHERE id = 'req-done'").to_pylist()
-        if rows:
-            break
-        time.sleep(0.1)
+    # the gateway journals the row before it relays [DONE]: the first commit after [DONE] holds it
+    rows = stored(collector, "SELECT status, error_type FROM requests WHERE id = 'req-done'")
     assert rows == [{"status": "ok", "error_type": None}]
 
 
@@ -190,10 +190,8 @@ def test_a_client_that_goes_away_cancels_the_upstream_request(
             if count == 3:
                 break  # leaving the block closes the connection
     got = None
-    for _ in range(50):
-        with connect(collector.url) as store:
-            store.flush()
-            rows = store.query("SELECT status, error, error_type FROM requests WHERE id = 'req-gone'").to_pylist()
+    for _ in range(50):  # the gateway records the request when it sees the client go
+        rows = stored(collector, "SELECT status, error, error_type FROM requests WHERE id = 'req-gone'")
         if rows:
             got = rows[0]
             break
@@ -217,9 +215,7 @@ def test_64_concurrent_streams_lose_no_row(collector: CollectorState) -> None:
             return await asyncio.gather(*(one(client, i) for i in range(64)))
 
     assert asyncio.run(all_of_them()) == [200] * 64
-    with connect(collector.url) as store:
-        store.flush()
-        got = store.query("SELECT id, status FROM requests WHERE id LIKE 'c64-%'").to_pylist()
+    got = stored(collector, "SELECT id, status FROM requests WHERE id LIKE 'c64-%'")
     assert sorted(r["id"] for r in got) == sorted(f"c64-{i}" for i in range(64))
     assert {r["status"] for r in got} == {"ok"}
 
@@ -237,16 +233,13 @@ def test_metrics_exposition_passes_promtool(collector: CollectorState) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_sigterm_flushes_every_acknowledged_row(tmp_path: Path, upstream: FaultyUpstream) -> None:
-    state = start_collector(tmp_path, upstream, flush_interval_s=3600.0)  # only the shutdown flush can save them
+def test_sigterm_commits_every_acknowledged_row(tmp_path: Path, upstream: FaultyUpstream) -> None:
+    state = start_collector(tmp_path, upstream, commit_interval_s=3600.0)  # only the shutdown commit can save them
     for i in range(20):
         assert post_to(state, i).status_code == 200
     assert daemon.down(tmp_path / "collector.json")
-    con = duckdb.connect(state.store, read_only=True)
-    try:
-        ids = [r[0] for r in con.execute("SELECT id FROM requests ORDER BY id").fetchall()]
-    finally:
-        con.close()
+    with open_reader(state.store) as store:
+        ids = store.query("SELECT id FROM requests ORDER BY id").column("id").to_pylist()
     assert ids == sorted(f"term-{i}" for i in range(20))
 
 

@@ -23,9 +23,11 @@ WITHOUT_USAGE = (
 
 
 def relay_all(relay: StreamRelay, data: bytes, piece: int) -> bytes:
-    """Feed `data` in pieces of `piece` bytes at t = 0, 1, 2 ... ns."""
+    """Feed `data` in pieces of `piece` bytes at t = 0, 1, 2 ... ns; then what the gateway sends last, once the
+    row is journaled: `data: [DONE]`, which the relay holds back (and never forwards itself)."""
     out = b"".join(relay.feed(data[i : i + piece], i // piece) for i in range(0, len(data), piece))
-    return out + relay.end()
+    assert b"[DONE]" not in out
+    return out + relay.end() + relay.done_event
 
 
 @pytest.mark.parametrize("piece", [1, 7, 10_000])

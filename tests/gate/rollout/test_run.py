@@ -15,8 +15,8 @@ import pytest
 from collector.gateway.routes import Split
 from collector.gateway.splits import SplitClient
 from collector.state import CollectorState
-from collector.store.door import connect
-from collector.store.embedded import Store
+from collector.store.api import Store
+from collector.store.door import open_store
 from engine.state import EngineState
 from gate.data import Served, served_by_run
 from gate.rollout.plan import RolloutPlan
@@ -54,7 +54,7 @@ def test_a_rollout_does_not_start_over_a_split_that_holds_the_baseline(collector
 def test_a_step_that_fails_aborts_naming_it_and_clears_the_split(collector: CollectorState, tmp_path: Path) -> None:
     plan = RolloutPlan("ok", "err500", weight=0.5, requests=20, rate=200.0, lease_s=30.0)
     printed: list[str] = []
-    with connect(collector.url) as store:
+    with open_store(collector.store) as store:
         # the burst goes through; the canary step finds no pool in an engine without pools
         with pytest.raises(ValueError, match=r"--reference/--pools: no pool 'ok', 'err500'"):
             run_rollout(plan, NO_POOLS, collector, store, tmp_path, DATA / "prices.yaml", log=printed.append)
@@ -84,8 +84,7 @@ def test_what_a_run_served_per_pool(tmp_path: Path) -> None:
             ("bf16", "ok", "L2"),
         ])
     ]  # fmt: skip
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as store:
+    with Store(tmp_path / "s.duckdb") as store:
         store.append("requests", rows)
-        store.flush()
         assert served_by_run(store, "L1") == Served({"bf16": 1, "ref": 3}, errors=2)
         assert served_by_run(store, "none") == Served({}, errors=0)

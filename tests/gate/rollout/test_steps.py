@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collector.store.embedded import Store
+from collector.store.api import Store
 from gate.rollout.plan import RolloutPlan
 from gate.rollout.steps import RolloutResult, StepLog, step_rows
 
@@ -14,7 +14,7 @@ from gate.rollout.steps import RolloutResult, StepLog, step_rows
 def test_steps_are_logged_stored_and_tabled(tmp_path: Path) -> None:
     plan = RolloutPlan("ref", "bf16", weight=0.25, rollout_id="r" * 16)
     printed: list[str] = []
-    with Store(tmp_path / "s.duckdb", flush_interval_s=3600) as store:
+    with Store(tmp_path / "s.duckdb") as store:
         step = StepLog(store, plan, printed.append)
         assert step.underway == "start"
         step("start", "ok", pools="ref -> bf16")

@@ -1,0 +1,180 @@
+"""`Committer`: the thread that moves sealed journal segments into the store, exactly once.
+
+Every `interval_s` it seals the journal and, while segments are pending, takes up to `max_segments` of them:
+it asks the target which of them it already has (a crash after the store's commit but before the files were
+deleted) and marks those done unread, then reads the rest and hands them to `target.commit()` as one
+transaction (rows and segment markers together), then marks them done. A failed cycle keeps the segments,
+logs its error once per distinct message (with the traceback) and backs off, exponentially with full jitter
+over [interval_s, min(max_backoff_s, interval_s * 2**failures)]. The thread never dies from an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from collector.journal.segments import SegmentInfo, read_segment
+from collector.journal.writer import Journal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmentBatch:
+    segment: str  # file name
+    rows: dict[str, list[dict[str, Any]]]  # table -> rows, decoded, in journal order
+    torn: int  # torn/corrupt records skipped
+
+
+class CommitTarget(Protocol):
+    def committed(self, writer_id: str, segments: list[str]) -> set[str]:
+        """Those of `segments` the store already has from this writer."""
+        ...
+
+    def commit(self, writer_id: str, batches: list[SegmentBatch]) -> None:
+        """One transaction: every batch's rows plus a marker per segment."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommitterState:
+    last_error: str | None = None  # the failing cycle's error; None once a cycle succeeds
+    last_commit_at: datetime | None = None  # UTC, the last cycle that moved segments
+    consecutive_failures: int = 0
+    failures: int = 0  # failed cycles, all time
+    committed_segments: int = 0  # committed by this process (segments the store already had not counted)
+    committed_rows: int = 0
+    torn_records: int = 0
+
+
+def read_batch(info: SegmentInfo) -> SegmentBatch:
+    read = read_segment(info.path)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for record in read.records:
+        rows.setdefault(record.table, []).append(record.row)
+    return SegmentBatch(info.name, rows, read.skipped)
+
+
+def backoff_s(failures: int, interval_s: float, max_backoff_s: float, u: float) -> float:
+    """The wait after `failures` consecutive failures, for a uniform draw u in [0, 1)."""
+    cap = max(interval_s, min(max_backoff_s, interval_s * 2.0 ** min(failures, 60)))
+    return interval_s + u * (cap - interval_s)
+
+
+class Committer:
+    def __init__(
+        self,
+        journal: Journal,
+        target: CommitTarget,
+        writer_id: str,
+        *,
+        interval_s: float = 1.0,
+        max_segments: int = 8,
+        max_backoff_s: float = 30.0,
+        uniform: Callable[[], float] = random.random,
+    ) -> None:
+        self.journal = journal
+        self.target = target
+        self.writer_id = writer_id
+        self.interval_s = interval_s
+        self.max_segments = max_segments
+        self.max_backoff_s = max_backoff_s
+        self._uniform = uniform
+        self._state = CommitterState()
+        self._state_lock = threading.Lock()
+        self._cycle_lock = threading.Lock()  # one commit at a time: the thread's or flush()'s
+        self._logged: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> CommitterState:
+        return self._state
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"journal-committer-{self.writer_id}", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread (after the commit in progress, if any); does not commit what is pending."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Seal and commit everything now, retrying with backoff; True when nothing was left pending."""
+        deadline = time.monotonic() + timeout_s
+        while not self._cycle(stoppable=False):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(remaining, self._delay()))
+        return True
+
+    def _run(self) -> None:
+        delay = self.interval_s
+        while not self._stop.wait(delay):
+            delay = self.interval_s if self._cycle(stoppable=True) else self._delay()
+
+    def _delay(self) -> float:
+        return backoff_s(self._state.consecutive_failures, self.interval_s, self.max_backoff_s, self._uniform())
+
+    def _cycle(self, *, stoppable: bool) -> bool:
+        """Commit until nothing is pending (or stop() is called); False, the error recorded, when a step failed."""
+        try:
+            with self._cycle_lock:
+                self.journal.seal()
+                while (pending := self.journal.pending()) and not (stoppable and self._stop.is_set()):
+                    self._commit(pending[: self.max_segments])
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        with self._state_lock:
+            failures = self._state.consecutive_failures
+            self._state = replace(self._state, consecutive_failures=0, last_error=None)
+        if failures:
+            log.info("journal %s: commits resumed after %d failed attempts", self.journal.directory, failures)
+        self._logged = None
+        return True
+
+    def _commit(self, pending: list[SegmentInfo]) -> None:
+        names = [info.name for info in pending]
+        have = self.target.committed(self.writer_id, names)
+        for name in names:
+            if name in have:
+                self.journal.done(name)  # committed before a crash; its file outlived the commit
+        batches = [read_batch(info) for info in pending if info.name not in have]
+        if batches:
+            self.target.commit(self.writer_id, batches)
+            for batch in batches:
+                self.journal.done(batch.segment)
+        rows = sum(len(table_rows) for batch in batches for table_rows in batch.rows.values())
+        with self._state_lock:
+            s = self._state
+            self._state = replace(
+                s,
+                last_commit_at=datetime.now(UTC),
+                committed_segments=s.committed_segments + len(batches),
+                committed_rows=s.committed_rows + rows,
+                torn_records=s.torn_records + sum(batch.torn for batch in batches),
+            )
+
+    def _failed(self, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        with self._state_lock:
+            s = self._state
+            self._state = replace(
+                s, last_error=message, consecutive_failures=s.consecutive_failures + 1, failures=s.failures + 1
+            )
+        if message != self._logged:
+            self._logged = message
+            log.error("journal %s: cannot commit to the store: %s", self.journal.directory, message, exc_info=exc)
