@@ -94,7 +94,7 @@ class Store:
         if current != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.url}: store schema version {current}, this inferwatch reads version {SCHEMA_VERSION}; "
-                "any writer migrates it (`inferwatch collector up --store URL`)"
+                "any writer migrates it (`inferwatch collector up`, with --store URL)"
             )
         return current
 
