@@ -123,6 +123,12 @@ class Store:
                     return work(con)
             except StoreError:
                 raise
+            except RuntimeError as exc:
+                # DuckDB turns a Ctrl-C during a query into RuntimeError("Query interrupted") caused by the
+                # KeyboardInterrupt; give the caller the interrupt back so it can stop as interrupted.
+                if isinstance(exc.__cause__, KeyboardInterrupt):
+                    raise exc.__cause__ from None
+                raise
             except (duckdb.ConstraintException, duckdb.ConversionException, duckdb.InvalidInputException) as exc:
                 raise StoreError(f"{self.url}: {what} failed ({exc})") from None
             except duckdb.Error as exc:

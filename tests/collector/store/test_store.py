@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,3 +247,14 @@ def test_threads_of_one_process_share_the_open_file(tmp_path: Path) -> None:
 def test_memory_is_no_store_url() -> None:
     with pytest.raises(StoreError, match="a store must outlive a process"):
         Store(":memory:")
+
+
+def test_ctrl_c_during_a_query_reaches_the_caller_as_an_interrupt(tmp_path: Path) -> None:
+    # DuckDB turns SIGINT during a query into RuntimeError("Query interrupted"); a rollout must see the
+    # interrupt itself to stop as interrupted (exit 130) rather than as a failed step.
+    with open_store(str(tmp_path / "s.duckdb")) as store:
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            store.query("SELECT count(*) FROM range(100000000000) a")
+        timer.join()
