@@ -3,7 +3,10 @@
 Frame: `4-byte little-endian payload length | 4-byte little-endian crc32 of the payload | payload`.
 Payload: the JSON object `{"t": table, "r": row}` written with `ensure_ascii` (every string, a lone surrogate
 included, is stored as escapes and reads back exactly) and datetimes as `{"$dt": iso8601}` (read back as
-timezone-aware datetimes; a naive one is taken as UTC).
+timezone-aware datetimes; a naive one is taken as UTC). Reading parses with orjson (the committer's hot path:
+about three times the standard library's speed) and falls back to the standard library for what orjson
+refuses (lone surrogates, NaN) or would read differently (an integer of 19 digits or more, which orjson turns into
+a float past 64 bits), so both read back the same values.
 
 Reading a segment stops at the first frame that fails its check: a short header, a short payload or a bad
 checksum in the last frame is a torn tail (an append cut off by a crash); a bad checksum before the end is
@@ -14,13 +17,19 @@ holds but whose payload is not `{"t": str, "r": dict}` is corrupt too, and skipp
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+# a JSON integer of 19+ digits (may not fit 64 bits: orjson would read it as a float); a match inside a string
+# only sends that record to the standard library's parser, which reads everything exactly
+_LONG_INT = re.compile(rb"[:,\[]-?[0-9]{19,}[,}\]]")
 
 
 class Record(NamedTuple):
@@ -58,15 +67,45 @@ def encode(table: str, row: dict[str, Any]) -> bytes:
 
 def _hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 1 and "$dt" in obj:
-        value = datetime.fromisoformat(obj["$dt"])
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return _datetime(obj["$dt"])
     return obj
+
+
+def _datetime(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"$dt holds {type(text).__name__}, not an ISO 8601 string")
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _revive(value: Any) -> Any:
+    """What the standard library's object hook does, applied after orjson parsed: `{"$dt": ...}` to datetimes."""
+    if type(value) is dict:
+        if len(value) == 1 and "$dt" in value:
+            return _datetime(value["$dt"])
+        for key, item in value.items():
+            if type(item) is dict or type(item) is list:
+                value[key] = _revive(item)
+    elif type(value) is list:
+        for index, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                value[index] = _revive(item)
+    return value
+
+
+def _parse(payload: bytes) -> Any:
+    if not _LONG_INT.search(payload):
+        try:
+            return _revive(orjson.loads(payload))
+        except orjson.JSONDecodeError:  # what orjson refuses but the writer may have written: a lone surrogate
+            pass
+    return json.loads(payload, object_hook=_hook)
 
 
 def decode_payload(payload: bytes) -> Record | None:
     """The record a payload holds, or None when it is not `{"t": str, "r": dict}`."""
     try:
-        obj = json.loads(payload, object_hook=_hook)
+        obj = _parse(payload)
     except (ValueError, TypeError):  # not JSON, not UTF-8, or a "$dt" that is no ISO 8601 string
         return None
     if not isinstance(obj, dict) or len(obj) != 2:

@@ -49,6 +49,7 @@ class RowChecker:
         self.required = tuple(required)
         self._kinds = {f.name: _kind(f.name, f.type) for f in schema}
         self._int32 = frozenset(f.name for f in schema if pa.types.is_int32(f.type))
+        self._names = frozenset(schema.names)
 
     def validate(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The rows, checked; raises ValueError naming the row, column and what was expected."""
@@ -72,6 +73,12 @@ class RowChecker:
                 ):
                     raise ValueError(f"{self.table} row {index}: column {column} must be {expected}, got {value!r}")
         return batch
+
+    def fits(self, rows: Iterable[Mapping[str, Any]]) -> bool:
+        """Whether every row has only this table's columns and every required one: the cheap check for rows
+        checked once already (the journal's); the values' types are then Arrow's to check."""
+        names, required = self._names, self.required
+        return all(names.issuperset(row) and all(row.get(c) is not None for c in required) for row in rows)
 
     def to_arrow(self, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
         """Checked rows as one Arrow table of the table's schema (pyarrow errors propagate)."""

@@ -58,10 +58,12 @@ def _reason(checker: RowChecker, row: Mapping[str, Any]) -> str | None:
 
 
 def screen(checker: RowChecker, rows: Sequence[Mapping[str, Any]]) -> Screened:
-    """The rows as one Arrow table, less those the store cannot take (each with its reason)."""
+    """The rows as one Arrow table, less those the store cannot take (each with its reason). The rows were
+    checked value by value at append; the fast path checks only their columns and lets Arrow check the values,
+    and any failure sends the whole batch through the row-by-row checks."""
     try:
-        if all(not _oversized(row) for row in rows):
-            return Screened(checker.table, checker.to_arrow(checker.validate(rows)), [])
+        if checker.fits(rows) and all(not _oversized(row) for row in rows):
+            return Screened(checker.table, checker.to_arrow(rows), [])
     except (ValueError, TypeError, OverflowError, pa.ArrowException):
         pass
     good: list[Mapping[str, Any]] = []

@@ -117,3 +117,19 @@ def test_empty_segment() -> None:
 def test_decode_payload_accepts_what_encode_writes() -> None:
     payload = json.dumps({"t": "x", "r": {"a": [1, {"b": None}]}}).encode()
     assert decode_payload(payload) == Record("x", {"a": [1, {"b": None}]})
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {k: v for k, v in ROW.items() if k != "finish_reason"},  # what orjson parses (the fast path)
+        {"nan": float("nan"), "inf": float("-inf")},  # what only the standard library parses
+        {"big": 2**70, "at": datetime(2026, 1, 2, tzinfo=UTC)},
+    ],
+)
+def test_both_parsers_read_back_what_the_standard_library_would(row: dict[str, object]) -> None:
+    payload = encode("t", row)[HEADER.size :]
+    expected = json.loads(payload, object_hook=lambda o: datetime.fromisoformat(o["$dt"]) if "$dt" in o else o)
+    got = decode_payload(payload)
+    assert got is not None and got.table == "t"
+    assert json.dumps(got.row, default=str) == json.dumps(expected["r"], default=str)
