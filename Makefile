@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint system train clean
+.PHONY: demo demo-fleet test lint system train clean
 
 # Python packages: re-run only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
@@ -20,6 +20,10 @@ system:
 
 demo: $(STAMP) system
 	$(BIN)/inferwatch demo
+
+# the same job as a fleet: 2 gateways, one DuckLake store with its catalog in a PostgreSQL of its own
+demo-fleet: $(STAMP) system
+	$(BIN)/inferwatch demo --fleet 2
 
 test: $(STAMP) system lint
 	$(BIN)/pytest

@@ -6,9 +6,10 @@ demo measured, and deliver the alerts that fire to a local webhook receiver, pri
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from subprocess import Popen
@@ -30,6 +31,7 @@ from collector.loadgen.runner import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
 from collector.state import CollectorState
 from collector.store.door import open_store
+from collector.store.postgres import TempPostgres
 from collector.store.protocols import StoreLike
 from dashboards.launch import start_streamlit, stop
 from engine import lifecycle
@@ -104,14 +106,15 @@ def ask_every_pool(state: EngineState, count: int = 3) -> list[dict[str, object]
     return rows
 
 
-def load_burst(collector: CollectorState, burst: Burst) -> tuple[LoadResult, list[PoolReport]]:
-    """Mixed prompts (shared prefixes for the cache, arithmetic) on every pool, through the gateway."""
+def load_burst(gateways: Sequence[CollectorState], burst: Burst) -> tuple[LoadResult, list[PoolReport]]:
+    """Mixed prompts (shared prefixes for the cache, arithmetic) on every pool, through the gateways."""
+    first = gateways[0]
     items = build_workload(WorkloadSpec(dataset="mixed", count=burst.requests, seed=burst.seed))
     config = LoadConfig(
-        f"{collector.url}/v1", served_models(collector.url), num_requests=burst.requests, rate=burst.rate,
+        f"{first.url}/v1", served_models(first.url), num_requests=burst.requests, rate=burst.rate,
         max_concurrency=burst.max_concurrency, seed=burst.seed, progress=True,
     )  # fmt: skip
-    with open_store(collector.store) as store:
+    with open_store(first.store) as store:
         return run_through_gateway(config, items, store)
 
 
@@ -149,19 +152,21 @@ class Demo:
 def run_demo(
     settings: Settings,
     cfg: EngineConfig,
-    collector: CollectorConfig,
+    collectors: Sequence[CollectorConfig],
     log: Log = print,
     burst: Burst | None = None,
     canary: CanaryJob | None = None,
     evals: EvalJob | None = None,
     dashboard_port: int | None = None,
 ) -> Demo:
+    """The whole job with one gateway per config in `collectors` (the first is the one readers are shown)."""
     state, reused = ensure_engine(settings, cfg, log)
     started = _now()
     rows = ask_every_pool(state)
     print_table(rows, title="what each pool answered (greedy, held-out problems; long prompts share a prefix)")
-    gateway = start_collector(settings, collector, reused, log)
-    reports = show_load(gateway, burst or Burst(), log)
+    gateways = start_collectors(settings, collectors, reused, log)
+    gateway = gateways[0]
+    reports = show_load(gateways, burst or Burst(), log)
     canary = canary or CanaryJob(reference=state.pools[0].name, samples=8)
     run = show_canary(canary, state, gateway, settings, log)
     evals = evals or EvalJob(suite="arith-v1", reference=canary.reference, limit=DEMO_EVAL_ITEMS)
@@ -169,7 +174,7 @@ def run_demo(
     span = Span(started, _now())
     gates = show_gates_and_alerts(gateway, canary.reference, [p.name for p in state.pools], span, log)
     print_table(closing_rows(reports, run, checked.summaries, gates), title=SUMMARY_TITLE.format(canary.reference))
-    show_where(state, gateway, log)
+    show_where(state, gateways, log)
     if dashboard_port is None:
         log("the pools and the collector stay up; stop them with: .venv/bin/inferwatch collector down && "
             ".venv/bin/inferwatch engine down")  # fmt: skip
@@ -177,16 +182,47 @@ def run_demo(
     return start_dashboard(settings, gateway, dashboard_port, log)
 
 
-def start_collector(settings: Settings, collector: CollectorConfig, reused: bool, log: Log) -> CollectorState:
-    """The collector on the engine: a fresh one for fresh pools (the previous one routes to pools now gone)."""
-    if not reused and daemon.down(settings.collector_state, log=log):
-        log("stopped the collector of the previous engine (its routes are gone)")
-    return daemon.up(collector, settings.collector_state, log=log)  # reuses a collector that is up
+def start_collectors(
+    settings: Settings, collectors: Sequence[CollectorConfig], reused: bool, log: Log
+) -> list[CollectorState]:
+    """The gateways on the engine: fresh ones for fresh pools (the previous ones route to pools now gone) or for
+    another store (a fleet demo after a plain one, or the other way round)."""
+    recorded = [CollectorState.load(path) for path in daemon.state_files(settings.collector_state)]
+    elsewhere = any(s is not None and s.store != collectors[0].store_url for s in recorded)
+    if (not reused or elsewhere or len(recorded) > len(collectors)) and stop_collectors(settings, log):
+        log("stopped the collectors of the previous demo (other pools or another store)")
+    return [daemon.up(c, daemon.state_file(settings.collector_state, i), log=log) for i, c in enumerate(collectors)]
 
 
-def show_load(gateway: CollectorState, burst: Burst, log: Log) -> list[PoolReport]:
-    log(f"load burst through the gateway: {burst.requests} requests at {burst.rate:g}/s over every pool")
-    result, reports = load_burst(gateway, burst)
+def stop_collectors(settings: Settings, log: Log) -> bool:
+    stopped = [daemon.down(path, log=log) for path in daemon.state_files(settings.collector_state)]
+    return any(stopped)
+
+
+class FleetStore:
+    """The fleet mode's store: DuckLake with its catalog in a PostgreSQL of the demo's own (a fresh cluster in the
+    system temp dir, which the postgres user can reach, on a free loopback port) and its Parquet files in
+    <home>/fleet-lake/<time>; stopped and removed at the end of the demo."""
+
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self._postgres = TempPostgres()
+        server = self._postgres.start()
+        self.cluster = server.data_dir
+        server.create_database("inferwatch")
+        self.data = settings.home / "fleet-lake" / _now().strftime("%Y%m%dT%H%M%S")
+        self.url = f"ducklake:postgres://{server.user}@{server.host}:{server.port}/inferwatch?data={self.data}"
+        log(f"fleet mode: PostgreSQL {server.host}:{server.port} (log {server.log}), store {self.url}")
+
+    def stop(self, log: Log) -> None:
+        self._postgres.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+        log("fleet mode: PostgreSQL stopped, the lake's files removed")
+
+
+def show_load(gateways: Sequence[CollectorState], burst: Burst, log: Log) -> list[PoolReport]:
+    over = f"over {len(gateways)} gateways " if len(gateways) > 1 else ""
+    log(f"load burst through the gateway: {burst.requests} requests at {burst.rate:g}/s {over}over every pool")
+    result, reports = load_burst(gateways, burst)
     if errors := error_rows(result):
         print_table(errors, title="errors in the burst")
     print_table(
@@ -230,12 +266,13 @@ def show_gates_and_alerts(
     return gates
 
 
-def show_where(state: EngineState, gateway: CollectorState, log: Log) -> None:
+def show_where(state: EngineState, gateways: Sequence[CollectorState], log: Log) -> None:
     print_table(lifecycle.as_rows(state), title="where")
-    log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
+    for gateway in gateways:
+        log(f"gateway (OpenAI API): {gateway.url}/v1    collector metrics: {gateway.url}/metrics")
     if state.metrics_url:
         log(f"server metrics (vllm:*, ray_serve_*): {state.metrics_url}")
-    log(f"store: {gateway.store}    more load: .venv/bin/inferwatch load --rate 10 --num-requests 200")
+    log(f"store: {gateways[0].store}    more load: .venv/bin/inferwatch load --rate 10 --num-requests 200")
 
 
 def start_dashboard(settings: Settings, gateway: CollectorState, port: int, log: Log) -> Demo:
@@ -250,10 +287,15 @@ def start_dashboard(settings: Settings, gateway: CollectorState, port: int, log:
     return Demo(0, process, url)
 
 
-def serve_until_interrupted(demo: Demo, settings: Settings, cfg: EngineConfig, log: Log = print) -> int:
+def serve_until_interrupted(
+    demo: Demo, settings: Settings, cfg: EngineConfig, log: Log = print, fleet: FleetStore | None = None
+) -> int:
     """`make demo`'s last step: the dashboard runs until Ctrl-C, which stops it, the collector and the pools."""
     if demo.dashboard is None:  # another demo's dashboard (and pools): that one stops them
         log(f"dashboard: {demo.dashboard_url} (the demo that started it stops everything on Ctrl-C)")
+        if fleet is not None:  # but this demo's store goes with this demo
+            stop_collectors(settings, log)
+            fleet.stop(log)
         return demo.code
     interrupt_on_sigterm()  # again: connecting to Ray (canary, evals) installed Ray's handler, which aborts
     log(f"dashboard: {demo.dashboard_url}    Ctrl-C stops the dashboard, the collector and the pools")
@@ -263,7 +305,7 @@ def serve_until_interrupted(demo: Demo, settings: Settings, cfg: EngineConfig, l
     except KeyboardInterrupt:
         log("stopping the dashboard, the collector and the pools")
     finally:
-        shut_down(demo.dashboard, settings, cfg, log)
+        shut_down(demo.dashboard, settings, cfg, log, fleet)
     return demo.code
 
 
@@ -276,11 +318,20 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def shut_down(dashboard: Popen[bytes] | None, settings: Settings, cfg: EngineConfig, log: Log = print) -> None:
-    """Everything the demo runs, stopped in order: the dashboard, the collector (flushing the store), the pools."""
+def shut_down(
+    dashboard: Popen[bytes] | None,
+    settings: Settings,
+    cfg: EngineConfig,
+    log: Log = print,
+    fleet: FleetStore | None = None,
+) -> None:
+    """Everything the demo runs, stopped in order: the dashboard, the collectors (committing their journals), the
+    fleet mode's PostgreSQL, the pools."""
     if dashboard is not None:
         stop(dashboard)
-    daemon.down(settings.collector_state, log=log)
+    stop_collectors(settings, log)
+    if fleet is not None:
+        fleet.stop(log)
     lifecycle.down(cfg, log=log)
 
 

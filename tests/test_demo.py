@@ -48,7 +48,7 @@ def test_the_demo_sends_a_burst_through_the_gateway_and_prints_each_pool(
         light = CanaryJob(reference="ref", probes=("text-v1",), samples=2, concurrencies=(1,))
         burst = Burst(requests=16, rate=50)
         evals = EvalJob(suite="arith-v1", reference="ref", limit=40, progress=False)
-        demo = run_demo(settings, cfg, collector_config(settings), log=print, burst=burst, canary=light, evals=evals,
+        demo = run_demo(settings, cfg, [collector_config(settings)], log=print, burst=burst, canary=light, evals=evals,
                         dashboard_port=free_port())  # fmt: skip
         out = capsys.readouterr().out
         assert demo.code == 0 and demo.dashboard is not None
