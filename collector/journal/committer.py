@@ -14,12 +14,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
-from collector.journal.segments import SegmentInfo, read_segment
+from collector.journal.records import HEADER, decode_payload, encode, split_frames, table_of
+from collector.journal.segments import SegmentInfo
 from collector.journal.writer import Journal
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SegmentBatch:
+    """One segment's records, grouped by table and left undecoded: the store reads a table's rows as one batch
+    (collector/store/json_rows.py) and decodes them one by one only when that fails."""
+
     segment: str  # file name
-    rows: dict[str, list[dict[str, Any]]]  # table -> rows, decoded, in journal order
+    payloads: dict[str, list[bytes]]  # table -> the records' payloads (collector/journal/records.py), in order
     torn: int  # torn/corrupt records skipped
+
+    @classmethod
+    def of_rows(cls, segment: str, rows: Mapping[str, list[dict[str, Any]]], torn: int = 0) -> SegmentBatch:
+        return cls(segment, {table: [encode(table, r)[HEADER.size :] for r in rs] for table, rs in rows.items()}, torn)
+
+    @property
+    def records(self) -> int:
+        return sum(len(p) for p in self.payloads.values())
+
+    @cached_property
+    def rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The records decoded (a payload that does not decode is left out; the store quarantines it)."""
+        return {table: [r.row for r in map(decode_payload, ps) if r is not None] for table, ps in self.payloads.items()}
 
 
 class CommitTarget(Protocol):
@@ -54,11 +72,19 @@ class CommitterState:
 
 
 def read_batch(info: SegmentInfo) -> SegmentBatch:
-    read = read_segment(info.path)
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for record in read.records:
-        rows.setdefault(record.table, []).append(record.row)
-    return SegmentBatch(info.name, rows, read.skipped)
+    frames = split_frames(info.path.read_bytes())
+    payloads: dict[str, list[bytes]] = {}
+    corrupt = 0
+    for payload in frames.payloads:
+        table = table_of(payload)
+        if table is None:  # not the way `encode` starts a plain table's record: decode it to know
+            record = decode_payload(payload)
+            if record is None:
+                corrupt += 1
+                continue
+            table = record.table
+        payloads.setdefault(table, []).append(payload)
+    return SegmentBatch(info.name, payloads, frames.torn + frames.corrupt + corrupt)
 
 
 def backoff_s(failures: int, interval_s: float, max_backoff_s: float, u: float) -> float:
@@ -157,7 +183,7 @@ class Committer:
             self.target.commit(self.writer_id, batches)
             for batch in batches:
                 self.journal.done(batch.segment)
-        rows = sum(len(table_rows) for batch in batches for table_rows in batch.rows.values())
+        rows = sum(batch.records for batch in batches)
         with self._state_lock:
             s = self._state
             self._state = replace(

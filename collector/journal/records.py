@@ -29,7 +29,7 @@ import orjson
 HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 # a JSON integer of 19+ digits (may not fit 64 bits: orjson would read it as a float); a match inside a string
 # only sends that record to the standard library's parser, which reads everything exactly
-_LONG_INT = re.compile(rb"[:,\[]-?[0-9]{19,}[,}\]]")
+LONG_INT = re.compile(rb"[:,\[]-?[0-9]{19,}[,}\]]")
 
 
 class Record(NamedTuple):
@@ -94,7 +94,7 @@ def _revive(value: Any) -> Any:
 
 
 def _parse(payload: bytes) -> Any:
-    if not _LONG_INT.search(payload):
+    if not LONG_INT.search(payload):
         try:
             return _revive(orjson.loads(payload))
         except orjson.JSONDecodeError:  # what orjson refuses but the writer may have written: a lone surrogate
@@ -116,28 +116,60 @@ def decode_payload(payload: bytes) -> Record | None:
     return Record(table, row)
 
 
-def read_records(data: bytes) -> SegmentRead:
-    """Every record in a segment's bytes, up to the first frame that fails its check (see the module doc)."""
-    records: list[Record] = []
-    corrupt = 0
+@dataclass(frozen=True)
+class Frames:
+    """The payloads of a segment's frames whose checksums hold, undecoded, and how many frames did not."""
+
+    payloads: list[bytes]
+    torn: int = 0
+    corrupt: int = 0
+
+
+def split_frames(data: bytes) -> Frames:
+    """Every payload in a segment's bytes, up to the first frame that fails its check (see the module doc)."""
+    payloads: list[bytes] = []
     view = memoryview(data)
     pos, end = 0, len(data)
     while pos < end:
         if end - pos < HEADER.size:
-            return SegmentRead(records, torn=1, corrupt=corrupt)
+            return Frames(payloads, torn=1)
         length, crc = HEADER.unpack_from(view, pos)
         stop = pos + HEADER.size + length
         if stop > end:
-            return SegmentRead(records, torn=1, corrupt=corrupt)
+            return Frames(payloads, torn=1)
         payload = view[pos + HEADER.size : stop]
         if length == 0 or zlib.crc32(payload) != crc:
             # a zero-filled or checksum-failing frame that ends the file is an append cut off by a crash
             at_end = stop == end or not any(view[pos:])
-            return SegmentRead(records, torn=int(at_end), corrupt=corrupt + int(not at_end))
-        record = decode_payload(bytes(payload))
-        if record is None:
-            corrupt += 1
-        else:
-            records.append(record)
+            return Frames(payloads, torn=int(at_end), corrupt=int(not at_end))
+        payloads.append(bytes(payload))
         pos = stop
-    return SegmentRead(records, torn=0, corrupt=corrupt)
+    return Frames(payloads)
+
+
+def read_records(data: bytes) -> SegmentRead:
+    """Every record in a segment's bytes, decoded (a payload that does not decode counts as corrupt)."""
+    frames = split_frames(data)
+    records = [r for r in map(decode_payload, frames.payloads) if r is not None]
+    return SegmentRead(records, frames.torn, frames.corrupt + len(frames.payloads) - len(records))
+
+
+# what `encode` writes before the row when the table's name is a plain identifier (every table of the store)
+_PLAIN_PREFIX = re.compile(rb'\{"t":"([A-Za-z_][A-Za-z0-9_]{0,62})","r":\{')
+
+
+def table_of(payload: bytes) -> str | None:
+    """The table of a payload `encode` wrote, read from its first bytes without decoding the row; None when the
+    payload does not start the way `encode` starts it for a plain table name (then decode it)."""
+    match = _PLAIN_PREFIX.match(payload)
+    return match.group(1).decode("ascii") if match and payload.endswith(b"}}") else None
+
+
+def row_bytes(table: str, payload: bytes) -> bytes:
+    """The row's JSON object inside a payload `encode` wrote for `table` (the bytes between `"r":` and the last
+    brace), for parsers that read rows by the batch; what they cannot parse, `decode_payload` still reads."""
+    return payload[len(_prefix(table)) : -1]
+
+
+def _prefix(table: str) -> bytes:
+    return b'{"t":' + json.dumps(table, ensure_ascii=True).encode("ascii") + b',"r":'

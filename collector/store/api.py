@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 import pyarrow as pa
 
+from collector.journal.records import decode_payload, row_bytes
 from collector.store.backends import open_backend
 from collector.store.columns import RowChecker
 from collector.store.errors import StoreBusy, StoreError
-from collector.store.quarantine import Quarantined, Screened, row_json, screen
+from collector.store.json_rows import from_json_rows
+from collector.store.quarantine import MAX_ROW_JSON, Quarantined, Screened, row_json, screen
 from collector.store.schema import MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION
 from collector.store.url import StoreURL, parse_store_url
 
@@ -180,6 +182,24 @@ class Store:
             self._with_retry(what, lambda con: _transaction(con, inserts))
         return sum(data.num_rows for _, data in inserts)
 
+    def execute_in_transaction(self, what: str, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Parameterised statements (DELETE, INSERT ... VALUES) in one transaction, retried whole on a conflict;
+        `what` names the work in errors. For the little bookkeeping append_all cannot do (collector/store/leases.py)."""
+        self._writable()
+
+        def run(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql, params in statements:
+                    con.execute(sql, list(params))
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+        self._with_retry(what, run)
+
     def _writable(self) -> None:
         if self.read_only:
             raise StoreError(f"{self.url}: opened read-only; writers open it with read_only=False")
@@ -203,7 +223,7 @@ class Store:
         markers: list[dict[str, Any]] = []
         for batch in batches:
             rows = 0
-            for screened in self._screen_all(batch.rows):
+            for screened in self._screen_all(batch):
                 if screened.data is not None:
                     inserts.append((screened.table, screened.data))
                     rows += screened.data.num_rows
@@ -222,15 +242,30 @@ class Store:
             )
         self._with_retry("commit journal segments", lambda con: _transaction(con, inserts))
 
-    def _screen_all(self, rows_by_table: Mapping[str, list[dict[str, Any]]]) -> list[Screened]:
+    def _screen_all(self, batch: SegmentBatch) -> list[Screened]:
+        """Each table's rows of a segment as Arrow, read in one go when they can be (json_rows.py), else decoded
+        and screened row by row; a record that does not even decode is quarantined as it was journaled."""
         out = []
-        for table, rows in rows_by_table.items():
+        for table, payloads in batch.payloads.items():
             checker = self._checkers.get(table)
+            fast = None if checker is None else from_json_rows(checker, [row_bytes(table, p) for p in payloads])
+            if fast is not None:
+                out.append(Screened(table, fast, []))
+                continue
+            rows, undecodable = [], []
+            for payload in payloads:
+                record = decode_payload(payload)
+                if record is None:
+                    text = payload.decode("ascii", errors="backslashreplace")[:MAX_ROW_JSON]
+                    undecodable.append(Quarantined(table, "the journal record does not decode as a row", text))
+                else:
+                    rows.append(record.row)
             if checker is None:
                 reason = f"no table {table!r} in this store (schema version {self.version})"
-                out.append(Screened(table, None, [Quarantined(table, reason, row_json(r)) for r in rows]))
+                screened = Screened(table, None, [Quarantined(table, reason, row_json(r)) for r in rows])
             else:
-                out.append(screen(checker, rows))
+                screened = screen(checker, rows) if rows else Screened(table, None, [])
+            out.append(Screened(table, screened.data, [*screened.quarantined, *undecodable]))
         return out
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:

@@ -92,7 +92,7 @@ def test_commit_quarantines_poison_rows_and_marks_the_segment_once(url: str) -> 
         request(4, error="x" * (1 << 20 + 1)),  # 2 MiB of text
         request(5, colour="red"),  # a row of an older or newer writer
     ]
-    batch = SegmentBatch("seg-0000000001.log", {"requests": [request(1), *poison], "nope": [{"a": 1}]}, torn=1)
+    batch = SegmentBatch.of_rows("seg-0000000001.log", {"requests": [request(1), *poison], "nope": [{"a": 1}]}, torn=1)
     with open_store(url) as store:
         assert store.committed("gw-1", ["seg-0000000001.log"]) == set()
         store.commit("gw-1", [batch])
