@@ -31,7 +31,9 @@ from collector.store.postgres import PostgresServer, TempPostgres
 from collector.store.rows import RequestRecord
 
 
-def request_rows(count: int) -> list[dict[str, Any]]:
+def request_rows(count: int, offset: int = 0) -> list[dict[str, Any]]:
+    """`count` request rows numbered from `offset` (ids req-<n>, one millisecond apart): give each writer its own
+    offset so that their ids never collide."""
     t0 = datetime(2026, 11, 22, tzinfo=UTC)
     return [
         RequestRecord(
@@ -42,7 +44,7 @@ def request_rows(count: int) -> list[dict[str, Any]]:
             prompt_tokens=300, cached_tokens=256, completion_tokens=32, finish_reason="length",
             cost_usd=1e-6,
         ).as_row()
-        for i in range(count)
+        for i in range(offset, offset + count)
     ]  # fmt: skip
 
 
