@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONFLICT_RETRIES = 8  # DuckLake commit conflicts (two gateways at once): retried with jitter, then StoreBusy
 BOOKKEEPING = ("schema_migrations",)
+_CHECKERS_LOCK = threading.Lock()
+_CHECKERS: dict[tuple[str, str, int], dict[str, RowChecker]] = {}  # (catalog, data, version) -> checks
 
 
 def _transient(exc: duckdb.Error) -> bool:
@@ -55,7 +58,7 @@ class Store:
         self._backend = open_backend(self.url, read_only=read_only)
         try:
             self.version = self._with_retry("open", self._check_version if read_only else self._migrate)
-            self._checkers = self._with_retry("open", self._read_checkers)
+            self._checkers = self._checkers_of_version()
         except BaseException:
             self._backend.close()
             raise
@@ -99,6 +102,20 @@ class Store:
                 "any writer migrates it (`inferwatch collector up`, with --store URL)"
             )
         return current
+
+    def _checkers_of_version(self) -> dict[str, RowChecker]:
+        """The tables' row checks; for a DuckLake, read once per process and schema version (reading them takes
+        a catalog round trip per table, and a reader opened per query would pay it every time)."""
+        if self.url.backend != "ducklake":
+            return self._with_retry("open", self._read_checkers)
+        key = (self.url.catalog or "", self.url.data_path or "", self.version)
+        with _CHECKERS_LOCK:
+            known = _CHECKERS.get(key)
+        if known is None:
+            known = self._with_retry("open", self._read_checkers)
+            with _CHECKERS_LOCK:
+                _CHECKERS[key] = known
+        return known
 
     def _read_checkers(self, con: duckdb.DuckDBPyConnection) -> dict[str, RowChecker]:
         where = "database_name = current_database() AND schema_name = current_schema()"

@@ -7,7 +7,8 @@
   `lock_timeout_s`, then fails with StoreBusy naming the holder.
 - DuckLake: one DuckDB connection per process with the lake ATTACHed (read-only for readers); every use gets
   a cursor of it. Writers in many processes and machines commit concurrently (DuckLake's optimistic
-  concurrency); a conflict is retried by the caller (collector/store/retry.py).
+  concurrency); a conflict is retried by the caller (Store._with_retry). Every Store of one URL in a process
+  shares the attachment, kept a minute after the last closes (see DuckLakeBackend).
 """
 
 from __future__ import annotations
@@ -116,12 +117,39 @@ class EmbeddedBackend:
         """Nothing stays open between uses."""
 
 
+class _Attachment:
+    """One process's connection with a lake attached, shared by every Store of that URL and mode."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.users = 0
+        self.idle_since: float | None = None
+
+
+_LAKES_LOCK = threading.Lock()
+_LAKES: dict[tuple[str, str, bool], _Attachment] = {}
+LAKE_IDLE_S = 60.0  # an attachment no Store uses is kept this long for the next one (a reader per query) ...
+LAKE_IDLE_MAX = 4  # ... and at most this many are kept (each holds a catalog connection)
+
+
 class DuckLakeBackend:
+    """Attaching costs about a second (the extensions' load, the ATTACH, the catalog's first read): every Store of
+    one URL in a process shares one attachment, kept a while after the last one closes, so that a reader opened
+    per query (the dashboard, the gate) pays it once."""
+
     def __init__(self, url: StoreURL, *, read_only: bool) -> None:
         assert url.catalog is not None and url.data_path is not None
         self.url, self.read_only = url, read_only
-        self._lock = threading.Lock()
-        self._con = self._attach()
+        self._key = (url.catalog, url.data_path, read_only)
+        self._closed = False
+        with _LAKES_LOCK:
+            _sweep(time.monotonic())
+            shared = _LAKES.get(self._key)
+            if shared is None:
+                shared = _LAKES[self._key] = _Attachment(self._attach())
+            shared.users += 1
+            shared.idle_since = None
+        self._shared = shared
 
     def _attach(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
@@ -141,10 +169,15 @@ class DuckLakeBackend:
             raise StoreError(f"{self.url}: cannot attach the DuckLake ({_first_line(exc)}); {_hint(kind)}") from None
         return con
 
+    @property
+    def shared_with(self) -> int:
+        """How many open Stores of this process use this attachment (this one included)."""
+        return self._shared.users
+
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
-            cursor = self._con.cursor()
+        with _LAKES_LOCK:
+            cursor = self._shared.con.cursor()
         try:
             cursor.execute(f"USE {LAKE}")
             yield cursor
@@ -152,13 +185,40 @@ class DuckLakeBackend:
             cursor.close()
 
     def reset(self) -> None:
-        """After a failure that may have broken the catalog connection (PostgreSQL restarted): attach afresh."""
-        with self._lock:
-            old, self._con = self._con, self._attach()
+        """After a failure that may have broken the catalog connection (PostgreSQL restarted): attach afresh, for
+        every Store sharing the attachment."""
+        fresh = self._attach()
+        with _LAKES_LOCK:
+            old, self._shared.con = self._shared.con, fresh
         old.close()
 
     def close(self) -> None:
-        self._con.close()
+        with _LAKES_LOCK:
+            if self._closed:
+                return
+            self._closed = True
+            self._shared.users -= 1
+            if self._shared.users == 0:
+                self._shared.idle_since = time.monotonic()
+            _sweep(time.monotonic())
+
+
+def _sweep(now: float) -> None:
+    """Close the attachments nobody uses that have been idle too long, or beyond the most kept (under the lock)."""
+    idle = sorted(
+        ((a.idle_since, key) for key, a in _LAKES.items() if a.users == 0 and a.idle_since is not None),
+        reverse=True,
+    )
+    for rank, (since, key) in enumerate(idle):
+        if rank >= LAKE_IDLE_MAX or now - since > LAKE_IDLE_S:
+            _LAKES.pop(key).con.close()
+
+
+def close_idle_lakes() -> None:
+    """Close every attachment no Store uses now (tests that stop PostgreSQL or drop a database call it)."""
+    with _LAKES_LOCK:
+        for key in [k for k, a in _LAKES.items() if a.users == 0]:
+            _LAKES.pop(key).con.close()
 
 
 def _quote(text: str) -> str:

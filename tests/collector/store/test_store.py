@@ -14,10 +14,10 @@ import pytest
 
 from collector.journal.committer import SegmentBatch
 from collector.store.api import Store
-from collector.store.backends import EmbeddedBackend
+from collector.store.backends import DuckLakeBackend, EmbeddedBackend, close_idle_lakes
 from collector.store.door import open_reader, open_store
 from collector.store.errors import StoreBusy, StoreError
-from collector.store.postgres import PostgresServer
+from collector.store.postgres import PostgresServer, TempPostgres
 from collector.store.schema import SCHEMA_VERSION
 from collector.store.url import parse_store_url
 from tests.collector.store.backends import BACKENDS, store_url
@@ -258,3 +258,46 @@ def test_ctrl_c_during_a_query_reaches_the_caller_as_an_interrupt(tmp_path: Path
         with pytest.raises(KeyboardInterrupt):
             store.query("SELECT count(*) FROM range(100000000000) a")
         timer.join()
+
+
+def test_readers_of_one_lake_in_a_process_share_one_attachment_kept_after_close(tmp_path: Path) -> None:
+    # attaching costs about a second; the dashboard opens a reader per query
+    with TempPostgres(fsync=False) as server:
+        server.create_database("shared")
+        url = f"ducklake:postgres://{server.user}@{server.host}:{server.port}/shared?data={tmp_path}/lake"
+        with open_store(url) as store:
+            store.append("requests", [request(1)])
+        first, second = open_reader(url), open_reader(url)
+        assert isinstance(first._backend, DuckLakeBackend) and isinstance(second._backend, DuckLakeBackend)
+        assert first._backend._shared is second._backend._shared and first._backend.shared_with == 2
+        shared = first._backend._shared
+        first.close()
+        first.close()  # twice is once
+        assert second._backend.shared_with == 1
+        second.close()
+        with open_reader(url) as third:
+            assert isinstance(third._backend, DuckLakeBackend) and third._backend._shared is shared
+        server_dir = server.data_dir
+        assert server_dir.exists()
+    # the PostgreSQL is gone: the idle attachment is closed, and a new one attaches afresh (and fails clearly)
+    close_idle_lakes()
+    with pytest.raises(StoreError, match="cannot attach the DuckLake"):
+        open_reader(url)
+
+
+def test_a_kept_attachment_survives_a_postgresql_restart(tmp_path: Path) -> None:
+    pg = TempPostgres(fsync=False)
+    server = pg.start()
+    try:
+        server.create_database("restart")
+        url = f"ducklake:postgres://{server.user}@{server.host}:{server.port}/restart?data={tmp_path}/lake"
+        with open_store(url) as store:
+            store.append("requests", [request(1)])
+        open_reader(url).close()  # kept, its catalog connection about to break
+        pg.stop(keep_data=True)
+        pg.start()
+        with open_reader(url) as reader:
+            assert reader.query("SELECT id FROM requests").column("id").to_pylist() == ["r1"]
+    finally:
+        close_idle_lakes()
+        pg.stop()
