@@ -10,6 +10,7 @@ the journal cannot be written (disk full): `fail-open` keeps serving and says so
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from collector.store.api import Store
 log = logging.getLogger(__name__)
 
 OVERFLOW = ("fail-open", "fail-closed")
+JOURNAL_RETRY_S = 0.5  # after a failed journal write, how often /healthz and admission try the journal again
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Ingest:
         self.writer_id = writer_id(Path(config.journal_dir), name)
         self.committer = Committer(self.journal, store, self.writer_id, interval_s=config.commit_interval_s)
         self.unjournaled = 0  # rows that could not be journaled (fail-open: the client still had its answer)
+        self._journal_tried_at = -JOURNAL_RETRY_S
 
     def append(self, table: str, rows: list[dict[str, Any]]) -> int:
         """Journal the rows (checked against the store's schema); returns the journal sequence number.
@@ -84,12 +87,20 @@ class Ingest:
 
     def trouble(self) -> str | None:
         """Why the data path is not healthy now, or None."""
-        if self.journal.last_error:
+        if self.journal.last_error and not self._journal_back():
             return f"journal {self.config.journal_dir}: {self.journal.last_error}"
         backlog = self.journal.backlog_records
         if backlog > self.config.high_water_rows:
             return f"backlog of {backlog} rows is over the high-water mark ({self.config.high_water_rows})"
         return None
+
+    def _journal_back(self) -> bool:
+        """Whether the journal takes writes again (disk space freed), tried at most every JOURNAL_RETRY_S."""
+        now = time.monotonic()
+        if now - self._journal_tried_at < JOURNAL_RETRY_S:
+            return False
+        self._journal_tried_at = now
+        return self.journal.retry()
 
     def refusal(self) -> str | None:
         """Fail-closed and in trouble: why a new request is refused (503)."""

@@ -9,6 +9,7 @@ leftover active one from a crash included) are all sealed and pending.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -124,6 +125,19 @@ class JournalDir:
 
     def remove(self, name: str) -> None:
         (self.path / name).unlink(missing_ok=True)
+
+    def probe(self) -> None:
+        """Write one block to a scratch file and remove it: OSError while the directory takes no writes (disk full)."""
+        path = self.path / "PROBE"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                if os.write(fd, bytes(4096)) < 4096:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            finally:
+                os.close(fd)
+        finally:
+            path.unlink(missing_ok=True)
 
     def fsync(self) -> None:
         """Make the directory's entries (new segments, SEQ) durable."""

@@ -113,6 +113,20 @@ class Journal:
                 self._seal_locked()
             return self._seq
 
+    def retry(self) -> bool:
+        """After a failed append: whether the journal takes writes again (a block can be written in its directory);
+        if so the error is cleared. Nothing else clears it but an append that works, and a fail-closed gateway
+        attempts none while it refuses every request on that error."""
+        with self._lock:
+            if self._last_error is None or self._closed:
+                return self._last_error is None
+            try:
+                self._dir.probe()
+            except OSError:
+                return False
+            self._last_error = None
+            return True
+
     def _open_segment(self) -> SegmentFile:
         self._active = self._dir.create()
         self._dir_dirty = True

@@ -95,7 +95,9 @@ def _libpq_dsn(raw: str, target: str) -> str:
     try:
         port = parts.port
     except ValueError:
-        raise StoreError(f"store URL {raw!r}: the port is not a number") from None
+        raise StoreError(
+            f"store URL {raw!r}: the port is not a number; give ducklake:postgres://USER@HOST:PORT/DB?data=DIR"
+        ) from None
     if not parts.hostname or not database:
         raise StoreError(f"store URL {raw!r}: give host and database: ducklake:postgres://USER@HOST:PORT/DB?data=DIR")
     fields = {"dbname": database, "host": parts.hostname, "port": port, "user": parts.username}

@@ -188,3 +188,14 @@ def collector_over_faulty_upstream(home: Path) -> Iterator[CollectorState]:
             yield state
         finally:
             daemon.down(home / "collector.json")
+
+
+def start_gateway(home: Path, upstream: FaultyUpstream, store_url: str, **config: Any) -> CollectorState:
+    """start_collector on a store of the caller's choosing (a DuckLake, or one store for several gateways: give
+    each its own home, hence its own state file, engine state and journal)."""
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = CollectorConfig(
+        store_url=store_url, engine_state=str(write_engine(home, upstream.url)), prices=str(DATA / "prices.yaml"),
+        port=free_port(), **{"journal_dir": str(home / "journal"), **config},
+    )  # fmt: skip
+    return daemon.up(cfg, home / "collector.json", log=lambda _: None)
