@@ -51,6 +51,12 @@ def state_files(primary: Path) -> list[Path]:
     return ([primary] if primary.exists() else []) + [p for p in others if p.suffixes[0][1:].isdigit()]
 
 
+def running(primary: Path) -> list[CollectorState]:
+    """Every gateway recorded beside `primary` (state_files) that answers /healthz, the first first."""
+    states = [state for path in state_files(primary) if (state := CollectorState.load(path)) is not None]
+    return [state for state in states if health(state.url) is not None]
+
+
 def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: float = 90.0) -> CollectorState:
     current = CollectorState.load(state_path)
     if current is not None and _is_ours(current.pid) and health(current.url):

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from collector.alerts.job import AlertJob
+from collector.alerts.job import AlertJob, alert_lease
 from collector.alerts.rules import load_alert_config
 from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.store_state import StoreState
@@ -94,12 +94,14 @@ def load_fleet(config: CollectorConfig) -> tuple[Router, list[PoolSpec]]:
     return router, [pools.get(name) for name in router.routes]
 
 
-def alert_job(config: CollectorConfig, store: Store) -> AlertJob | None:
-    """The alert evaluator and deliverer, when the config names a rules file (AlertConfigError if it is bad)."""
+def alert_job(config: CollectorConfig, store: Store, holder: str) -> AlertJob | None:
+    """The alert evaluator and deliverer, when the config names a rules file (AlertConfigError if it is bad); it
+    works while this gateway (`holder`) holds the store's alert lease."""
     if config.alert_rules is None:
         return None
     rules = load_alert_config(Path(config.alert_rules))
-    return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=config.url)
+    lease = alert_lease(store, holder, config.alert_interval_s)
+    return AlertJob(store, rules, interval_s=config.alert_interval_s, external_url=config.url, lease=lease)
 
 
 def labels_of(gateway: Gateway) -> Callable[[str], PoolLabels | None]:
@@ -155,7 +157,7 @@ def build_app(config: CollectorConfig) -> Starlette:
     )  # fmt: skip
     StoreState(store, labels_of(gateway), registry=metrics.registry)
     scraper = Scraper(targets, ingest, interval_s=config.scrape_interval_s)
-    alerting = alert_job(config, store)
+    alerting = alert_job(config, store, ingest.writer_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -185,7 +187,7 @@ def build_app(config: CollectorConfig) -> Starlette:
         return JSONResponse({
             "ok": data["status"] == "ok", "store": str(store.url), "schema_version": store.version,
             **data, "pools": sorted(router.routes), "splits": [str(s) for s in router.splits.values()],
-            "alerts": config.alert_rules,
+            "alerts": None if alerting is None else {"rules": config.alert_rules, "evaluating": alerting.holds},
         })  # fmt: skip
 
     routes = [

@@ -113,6 +113,7 @@ def load_burst(gateways: Sequence[CollectorState], burst: Burst) -> tuple[LoadRe
     config = LoadConfig(
         f"{first.url}/v1", served_models(first.url), num_requests=burst.requests, rate=burst.rate,
         max_concurrency=burst.max_concurrency, seed=burst.seed, progress=True,
+        spread_over=tuple(f"{g.url}/v1" for g in gateways[1:]),
     )  # fmt: skip
     with open_store(first.store) as store:
         return run_through_gateway(config, items, store)

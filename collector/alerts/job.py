@@ -1,7 +1,9 @@
 """Running the alerts: evaluate the rules over the store, keep the changes and the notifications they call for,
 deliver the outbox. In the collector (`AlertJob.run`, every `interval_s`, deliveries as they fall due) or once
 (`check_once`, for `inferwatch alerts check` and the demo). Only one of them should evaluate a store at a time:
-the collector reports in /healthz (`alerts`) whether it does.
+every gateway given alert rules runs an AlertJob, and among them the one holding the store's lease "alerts"
+(collector/store/leases.py; renewed every interval, ttl 3 intervals) evaluates and delivers; the others stand by
+and take over when it stops renewing. The collector reports in /healthz (`alerts`) whether it holds the lease.
 """
 
 from __future__ import annotations
@@ -32,10 +34,18 @@ from collector.alerts.outbox import (
 from collector.alerts.payload import Notification, notifications
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
+from collector.store.leases import Lease, LeaseStore
 from collector.store.protocols import StoreLike
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+ALERTS_LEASE = "alerts"  # the lease's name in the store
+LEASE_INTERVALS = 3  # the lease's ttl, in evaluation intervals: a holder may miss two renewals
+
+
+def alert_lease(store: LeaseStore, holder: str, interval_s: float) -> Lease:
+    """The lease that lets one of N gateways evaluate and deliver (holder: the gateway's journal writer id)."""
+    return Lease(store, ALERTS_LEASE, holder, ttl_s=LEASE_INTERVALS * interval_s)
 
 
 def utcnow() -> datetime:
@@ -100,9 +110,14 @@ class Deliverer:
                 log.warning("alert notification %s to %s: attempt %d %s (%s)", r.notification_id, r.receiver,
                             r.attempt, r.outcome, r.error)  # fmt: skip
 
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Deliver until `stop`; between rounds wait for the next due time, `poll`, or `wake` (new notifications)."""
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event, allowed: Callable[[], bool] = lambda: True) -> None:
+        """Deliver until `stop`, while `allowed()` (the lease is held); between rounds wait for the next due time,
+        `poll`, or `wake` (new notifications, or the lease taken)."""
         while not stop.is_set():
+            if not allowed():
+                await _first(stop, wake, self.config.delivery.poll)
+                wake.clear()
+                continue
             try:
                 done = await self.deliver_due()
             except Exception:  # a store or receiver problem must not end the loop; the outbox keeps the work
@@ -147,37 +162,64 @@ async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> 
 
 
 class AlertJob:
-    """The collector's alerting: evaluates every `interval_s` and delivers as notifications fall due."""
+    """The collector's alerting: every `interval_s`, renews `lease` (alert_lease) and, while it holds it,
+    evaluates; delivers as notifications fall due while it holds it. Without a lease it always does (one
+    evaluator by arrangement: a single gateway, a test)."""
 
     def __init__(self, store: StoreLike, config: AlertConfig, *, interval_s: float = 15.0, external_url: str = "",
-                 client: httpx.AsyncClient | None = None, clock: Clock = utcnow) -> None:  # fmt: skip
+                 client: httpx.AsyncClient | None = None, clock: Clock = utcnow,
+                 lease: Lease | None = None) -> None:  # fmt: skip
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         self.store = store
         self.config = config
         self.interval_s = interval_s
         self.external_url = external_url
+        self.lease = lease
+        self.holds = lease is None  # whether this job evaluates and delivers now
         self._clock = clock
         self.deliverer = Deliverer(store, config, client=client, clock=clock)
 
+    def step(self) -> Evaluation | None:
+        """One round: renew the lease, then evaluate if it is held (None when it is not)."""
+        now = self._clock()
+        if self.lease is not None:
+            self.holds = False  # until the store says otherwise
+            self.holds = self.lease.acquire_or_renew(now)
+            if not self.holds:
+                return None
+        return evaluate_once(self.store, self.config, now, self.external_url)
+
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
-        delivering = asyncio.create_task(self.deliverer.run(stop, wake))
+        delivering = asyncio.create_task(self.deliverer.run(stop, wake, lambda: self.holds))
         try:
             while not stop.is_set():
+                held, started = self.holds, asyncio.get_running_loop().time()
                 try:
-                    made = await anyio.to_thread.run_sync(
-                        evaluate_once, self.store, self.config, self._clock(), self.external_url
-                    )
-                    if made.notifications:
-                        wake.set()
+                    made = await anyio.to_thread.run_sync(self.step)
+                    if (made is not None and made.notifications) or (self.holds and not held):
+                        wake.set()  # new notifications, or the outbox another holder left
                 except Exception:
-                    log.exception("alert evaluation failed")
+                    log.exception("alert round failed (lease or evaluation)")
+                if self.holds != held:
+                    log.info("alert lease %s: %s", ALERTS_LEASE, "held: evaluating here" if self.holds else "not held")
+                took = asyncio.get_running_loop().time() - started  # a round every interval, however long it took
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+                    await asyncio.wait_for(stop.wait(), timeout=max(self.interval_s - took, 0.0))
         finally:
             await delivering
             await self.deliverer.aclose()
+            if self.lease is not None:
+                await anyio.to_thread.run_sync(_release, self.lease)
+
+
+def _release(lease: Lease) -> None:
+    """At a clean stop: another gateway leads from its next round instead of after the ttl."""
+    try:
+        lease.release()
+    except Exception:  # the claim then lapses by itself after its ttl
+        log.exception("could not release the alert lease")
 
 
 @dataclass(frozen=True)

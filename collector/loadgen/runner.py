@@ -1,4 +1,5 @@
-"""Load generator: streamed completions at a request rate, against the pools or the gateway (a base URL).
+"""Load generator: streamed completions at a request rate, against the pools or the gateways (base URLs: request
+i goes to the i-th URL modulo their number, so N gateways get a share of 1/N each).
 
 Requests follow an arrival schedule (collector/loadgen/arrivals.py), go to one or more model ids in smooth weighted
 round-robin (each model gets the work items in the same order, so pools are compared on the same prompts),
@@ -59,6 +60,7 @@ class LoadConfig:
     timeout_s: float = 600.0  # per request, connect to last byte
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     api_key: str | None = None
+    spread_over: tuple[str, ...] = ()  # more base URLs (other gateways): request i goes to base_urls[i % n]
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -74,13 +76,26 @@ class LoadConfig:
         check_rate(self.rate, self.burstiness)
         if math.isinf(self.rate) and self.duration_s is not None and self.max_concurrency is None:
             raise ValueError("rate: an unbounded rate over a duration needs max_concurrency")
-        if urlsplit(self.base_url).scheme not in ("http", "https"):
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        for url in self.base_urls:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"base_url must be an http(s) URL, got {url!r}")
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        return (self.base_url, *self.spread_over)
 
     @property
     def completions_url(self) -> str:
-        base = self.base_url.rstrip("/")
-        return (base if urlsplit(base).path else base + "/v1") + "/completions"
+        return completions_url(self.base_url)
+
+    @property
+    def completions_urls(self) -> tuple[str, ...]:
+        return tuple(completions_url(url) for url in self.base_urls)
+
+
+def completions_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return (base if urlsplit(base).path else base + "/v1") + "/completions"
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class RequestResult:
     error: str | None = None
     text: str = ""
     expected: str | None = None  # from the work item, for grading
+    url: str = ""  # the completions URL it was sent to (which gateway)
 
 
 @dataclass(frozen=True)
@@ -154,7 +170,6 @@ class _Runner:
         self.config = config
         self.session = session
         self.bar = bar
-        self.url = config.completions_url
         self.headers = {
             "Content-Type": "application/json",
             SOURCE_HEADER: Source.load.value,
@@ -178,22 +193,22 @@ class _Runner:
             payload["temperature"] = self.config.temperature
         return json.dumps(payload).encode()
 
-    async def send(self, request_id: str, model: str, item: WorkItem) -> RequestResult:
+    async def send(self, request_id: str, model: str, item: WorkItem, url: str) -> RequestResult:
         body = self.body(model, item)
         headers = {**self.headers, REQUEST_ID_HEADER: request_id}
         stream = _Stream()
         pool, http_status = pool_of(model), None
         started = time.perf_counter_ns()
         try:
-            async with self.session.post(self.url, data=body, headers=headers) as response:
+            async with self.session.post(url, data=body, headers=headers) as response:
                 http_status = response.status
                 pool = response.headers.get(POOL_HEADER) or pool
                 if response.status != 200:
                     stream.error = f"HTTP {response.status}: {error_message(await response.read())}"
                 else:
                     await stream.read(response.content)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            stream.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # named with the URL: which gateway failed
+            stream.error = f"{url}: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
         except ValueError as exc:  # an event that is not JSON
             stream.error = f"malformed stream: {exc}"
         ended = time.perf_counter_ns()
@@ -212,7 +227,7 @@ class _Runner:
             itl_s=tuple((b - a) * NS for a, b in itertools.pairwise(stamps)),
             prompt_tokens=usage.get("prompt_tokens"), cached_tokens=details.get("cached_tokens"),
             completion_tokens=completion_tokens, finish_reason=stream.finish, http_status=http_status,
-            error=stream.error, text="".join(stream.texts), expected=item.expected,
+            error=stream.error, text="".join(stream.texts), expected=item.expected, url=url,
         )  # fmt: skip
 
 
@@ -273,10 +288,11 @@ async def run_load_async(config: LoadConfig, items: Sequence[WorkItem]) -> LoadR
     models = weighted_round_robin(config.models, config.weights)
     tasks: list[asyncio.Task[RequestResult]] = []
     sent_to = dict.fromkeys(config.models, 0)
+    urls = config.completions_urls
 
     async def one(runner: _Runner, index: int, model: str, item: WorkItem) -> RequestResult:
         try:
-            return await runner.send(f"{config.run_id}-{index}", model, item)
+            return await runner.send(f"{config.run_id}-{index}", model, item, urls[index % len(urls)])
         finally:
             if slots is not None:
                 slots.release()
@@ -349,3 +365,13 @@ def error_rows(result: LoadResult) -> list[dict[str, object]]:
             key = (r.pool, r.error or "")
             counts[key] = counts.get(key, 0) + 1
     return [{"pool": pool, "count": n, "error": error} for (pool, error), n in counts.items()]
+
+
+def gateway_rows(result: LoadResult) -> list[dict[str, object]]:
+    """Per completions URL (gateway), in order of first use: requests sent there and how many failed."""
+    urls = list(dict.fromkeys(r.url for r in result.requests))
+    return [
+        {"gateway": url, "requests": sum(r.url == url for r in result.requests),
+         "errors": sum(r.url == url and r.status is not Status.ok for r in result.requests)}
+        for url in urls
+    ]  # fmt: skip

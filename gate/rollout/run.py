@@ -4,6 +4,7 @@ judge, then promote or abort; each step recorded (steps.py). The steps are in ga
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,19 +32,21 @@ class RolloutError(RuntimeError):
 
 def run_rollout(
     plan: RolloutPlan, engine: EngineState, collector: CollectorState, store: StoreLike, home: Path, prices: Path,
-    log: Log = print,
+    log: Log = print, gateways: Sequence[str] = (),
 ) -> RolloutResult:  # fmt: skip
+    """`gateways`: the URLs whose traffic the split moves and the burst goes through (default: the collector's)."""
     step = StepLog(store, plan, log)
-    client = SplitClient(collector.url)
+    urls = tuple(gateways) or (collector.url,)
+    clients = [SplitClient(url) for url in urls]
     config = load_gate_config(plan.gate_config)  # a bad config fails before anything moves (GateConfigError)
-    pools = check_start(plan, client, collector.url)
+    pools = check_start(plan, clients)
     started = datetime.now(UTC)
-    step("start", "ok", pools=f"{plan.baseline} -> {plan.candidate}", store=collector.store)
+    step("start", "ok", pools=f"{plan.baseline} -> {plan.candidate}", store=collector.store, gateways=len(urls))
     split = Split(plan.baseline, plan.candidate, plan.weight)
     try:
-        with LeasedSplit(client, split, plan.lease_s, log) as lease:
-            step("shift", "ok", split=str(split), lease_s=plan.lease_s)
-            step("load", "ok", **_load(plan, collector, pools[plan.baseline], store))
+        with LeasedSplit(clients, split, plan.lease_s, log) as lease:
+            step("shift", "ok", split=str(split), lease_s=plan.lease_s, gateways=",".join(urls))
+            step("load", "ok", **_load(plan, urls, pools[plan.baseline], store))
             step("canary", "ok", **_canary(plan, engine, collector, home, prices, log))
             step("eval", "ok", **_eval(plan, engine, collector, log))
             alike = Span(started, datetime.now(UTC), value_sources=MEASURED_ALIKE)
@@ -61,29 +64,33 @@ def run_rollout(
     return _finish(plan, step, gate, promote)
 
 
-def check_start(plan: RolloutPlan, client: SplitClient, url: str) -> dict[str, str]:
-    """The gateway's pools (pool -> model id), once both pools of the plan are among them and no split holds
-    the baseline."""
-    pools = gateway_pools(url)
-    missing = [p for p in (plan.baseline, plan.candidate) if p not in pools]
-    if missing:
-        named = ", ".join(map(repr, missing))
-        raise ValueError(f"--baseline/--candidate: no pool {named}; pools are {', '.join(pools)}")
-    held = [s for s in client.list() if s["baseline"] == plan.baseline]
-    if held:
-        raise RolloutError(
-            f"pool {plan.baseline} already has a split ({held[0]['baseline']}={held[0]['candidate']}:"
-            f"{held[0]['weight']}): another rollout runs, or a split from `collector up --split`; clear it with "
-            f"`curl -X DELETE {url}/admin/splits/{plan.baseline}` when it is yours"
-        )
-    return pools
+def check_start(plan: RolloutPlan, clients: Sequence[SplitClient]) -> dict[str, str]:
+    """The first gateway's pools (pool -> model id), once both pools of the plan are behind every gateway and no
+    split holds the baseline on any."""
+    found = [gateway_pools(client.url) for client in clients]
+    for client, pools in zip(clients, found, strict=True):
+        missing = [p for p in (plan.baseline, plan.candidate) if p not in pools]
+        if missing:
+            named = ", ".join(map(repr, missing))
+            where = f" at {client.url}" if len(clients) > 1 else ""
+            raise ValueError(f"--baseline/--candidate: no pool {named}{where}; pools are {', '.join(pools)}")
+    for client in clients:
+        held = [s for s in client.list() if s["baseline"] == plan.baseline]
+        if held:
+            raise RolloutError(
+                f"pool {plan.baseline} already has a split ({held[0]['baseline']}={held[0]['candidate']}:"
+                f"{held[0]['weight']}) at {client.url}: another rollout runs, or a split from `collector up --split`; "
+                f"clear it with `curl -X DELETE {client.url}/admin/splits/{plan.baseline}` when it is yours"
+            )
+    return found[0]
 
 
-def _load(plan: RolloutPlan, collector: CollectorState, baseline_model: str, store: StoreLike) -> dict[str, Any]:
-    """The burst, addressed to the baseline only; how many requests each pool served."""
+def _load(plan: RolloutPlan, urls: Sequence[str], baseline_model: str, store: StoreLike) -> dict[str, Any]:
+    """The burst, addressed to the baseline only, spread over the gateways; how many requests each pool served."""
     items = build_workload(WorkloadSpec(dataset=plan.dataset, count=plan.requests, seed=plan.seed))
-    config = LoadConfig(f"{collector.url}/v1", (baseline_model,), num_requests=plan.requests, rate=plan.rate,
-                        max_concurrency=plan.max_concurrency, seed=plan.seed, progress=True)  # fmt: skip
+    config = LoadConfig(f"{urls[0]}/v1", (baseline_model,), num_requests=plan.requests, rate=plan.rate,
+                        max_concurrency=plan.max_concurrency, seed=plan.seed, progress=True,
+                        spread_over=tuple(f"{url}/v1" for url in urls[1:]))  # fmt: skip
     result, _ = run_through_gateway(config, items, store)
     served = served_by_run(store, config.run_id)
     return {"run": result.run_id, "served": served.by_pool, "errors": served.errors}

@@ -31,8 +31,9 @@ def evaluating_collector(settings: Settings) -> str:
     answer = health(state.url) if state else None
     if state and answer and answer.get("alerts") and same_store(state.store, settings.store_url):
         raise CollectorError(
-            f"the collector at {state.url} evaluates the alert rules {answer['alerts']} on this store already; "
-            "a second evaluator would notify twice. Read its `alerts` table, or restart it without --alert-rules"
+            f"the collector at {state.url} evaluates the alert rules {answer['alerts']['rules']} on this store "
+            "already; a second evaluator would notify twice. Read its `alerts` table, or restart it without "
+            "--alert-rules"
         )
     return state.url if state and answer else ""
 

@@ -24,7 +24,10 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--split", action="append", metavar="BASELINE=CANDIDATE:WEIGHT",
         help="send a share of one pool's traffic to another, e.g. ref=bf16:0.1 (repeatable)",
     )  # fmt: skip
-    collector.add_argument("--alert-rules", type=Path, help="evaluate these alert rules (data/alerts.yaml) here")
+    collector.add_argument(
+        "--alert-rules", type=Path,
+        help="evaluate these alert rules (data/alerts.yaml): one gateway at a time, by a lease in the store",
+    )  # fmt: skip
     collector.add_argument("--alert-interval", type=parse_duration, default=15.0, help="how often (default 15s)")
     collector.add_argument(
         "--replicas", type=positive_int, default=1,
@@ -43,14 +46,15 @@ def collector_config(
     alert_interval_s: float = 15.0,
     replica: int = 0,
 ) -> CollectorConfig:
-    """The config of gateway number `replica` (0: the first, on --collector-port; it alone evaluates alerts)."""
+    """The config of gateway number `replica` (0: the first, on --collector-port). Every one gets the alert rules;
+    the one holding the store's alert lease evaluates them."""
     from collector.service import CollectorConfig
 
     port = settings.collector_port + replica
     return CollectorConfig(
         store_url=settings.store_url, engine_state=str(settings.engine_state), prices=str(settings.prices),
         host=settings.host, port=port, splits=tuple(splits), scrape_interval_s=settings.scrape_interval_s,
-        alert_rules=str(alert_rules) if alert_rules and replica == 0 else None, alert_interval_s=alert_interval_s,
+        alert_rules=str(alert_rules) if alert_rules else None, alert_interval_s=alert_interval_s,
         journal_dir=str(settings.journal_root / f"gw-{port}"), fsync=settings.fsync, overflow=settings.overflow,
         high_water_rows=settings.high_water_rows,
     )  # fmt: skip
@@ -95,7 +99,8 @@ def up(settings: Settings, configs: Sequence[CollectorConfig]) -> int:
         print(f"collector (gateway, journal, scraper) at {state.url}    log: {state.log}")
     print(f"  OpenAI API: {states[0].url}/v1 (model <model>@<pool>)    metrics: {states[0].url}/metrics")
     if config.alert_rules:
-        print(f"  alerts: {config.alert_rules}, evaluated every {config.alert_interval_s:g}s (by {states[0].url})")
+        print(f"  alerts: {config.alert_rules}, evaluated every {config.alert_interval_s:g}s by one gateway at a time "
+              "(the holder of the store's alert lease; /healthz `alerts`)")  # fmt: skip
     print(f"  store: {config.store_url}    journal fsync: {config.fsync}    stop with: inferwatch collector down")
     return 0
 

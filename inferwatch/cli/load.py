@@ -1,10 +1,11 @@
-"""`inferwatch load`: send load through the collector's gateway; the per-pool table as the store holds it."""
+"""`inferwatch load`: send load through the collector's gateways; the per-pool table as the store holds it."""
 
 from __future__ import annotations
 
 import argparse
 
-from inferwatch.cli.options import EXIT_FAILURE, HOME, bad_input, name_list, parse_duration, running_collector, settings
+from inferwatch.cli.options import EXIT_FAILURE, HOME, STORE, bad_input, name_list, parse_duration, settings
+from inferwatch.settings import Settings
 
 
 def dataset(name: str) -> str:
@@ -18,8 +19,13 @@ def dataset(name: str) -> str:
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = commands.add_parser(
-        "load", parents=[HOME], help="send load through the collector's gateway; per-pool table at the end"
+        "load", parents=[HOME, STORE], help="send load through the collector's gateways; per-pool table at the end"
     )
+    load.add_argument(
+        "--gateway", action="append", metavar="URL",
+        help="send through this gateway, e.g. another node's (repeatable; requests go round-robin; default: every "
+        "gateway of this home's collector)",
+    )  # fmt: skip
     load.add_argument("--pools", type=name_list, help="e.g. ref,bf16 (default all)")
     load.add_argument("--dataset", type=dataset, default="mixed",
                       help="random, prefix, arith or mixed (default mixed: prefix + arith)")  # fmt: skip
@@ -37,14 +43,30 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     load.set_defaults(func=run)
 
 
+def gateways(current: Settings, explicit: list[str] | None, store_given: bool) -> tuple[list[str], str]:
+    """The gateways' URLs (`--gateway`, else every gateway of this home's collector that answers) and the store
+    their rows land in (`--store`, else the home's collector's, else the settings')."""
+    from collector.daemon import running
+    from collector.state import CollectorError
+
+    local = running(current.collector_state)
+    urls = [url.rstrip("/") for url in explicit or [state.url for state in local]]
+    if not urls:
+        raise CollectorError(
+            f"no collector answers (state {current.collector_state}); start it with `inferwatch collector up`, or "
+            "name gateways with --gateway URL"
+        )
+    return urls, local[0].store if local and not store_given else current.store_url
+
+
 def run(args: argparse.Namespace) -> int:
     from collector.fleet.report import table_rows
     from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
-    from collector.loadgen.runner import LoadConfig, error_rows, summary_rows
+    from collector.loadgen.runner import LoadConfig, error_rows, gateway_rows, summary_rows
     from collector.store.door import open_reader
     from inferwatch.report import print_table
 
-    state = running_collector(settings(args))
+    urls, store_url = gateways(settings(args), args.gateway, args.store is not None)
     spec = WorkloadSpec(
         dataset=args.dataset, count=args.num_requests or 64, input_len=args.input_len, output_len=args.output_len,
         prefix_len=args.prefix_len, seed=args.seed,
@@ -52,16 +74,18 @@ def run(args: argparse.Namespace) -> int:
     with bad_input("inferwatch load"):
         items = build_workload(spec)
         config = LoadConfig(
-            f"{state.url}/v1", served_models(state.url, args.pools or ()), num_requests=args.num_requests,
+            f"{urls[0]}/v1", served_models(urls[0], args.pools or ()), num_requests=args.num_requests,
             duration_s=args.duration, rate=args.rate, burstiness=args.burstiness,
             max_concurrency=args.max_concurrency, ignore_eos=args.ignore_eos, temperature=args.temperature,
-            seed=args.seed, progress=True,
+            seed=args.seed, progress=True, spread_over=tuple(f"{url}/v1" for url in urls[1:]),
         )  # fmt: skip
-    with open_reader(state.store) as store:
+    with open_reader(store_url) as store:
         result, reports = run_through_gateway(config, items, store)
     title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
     print_table(summary_rows(result), title=f"{title} (client side, ms)")
+    if len(urls) > 1:
+        print_table(gateway_rows(result), title=f"spread over {len(urls)} gateways")
     if errors := error_rows(result):
         print_table(errors, title="errors")
-    print_table(table_rows(reports), title=f"the run as the store holds it ({state.store})")
+    print_table(table_rows(reports), title=f"the run as the store holds it ({store_url})")
     return EXIT_FAILURE if all(r.status != "ok" for r in result.requests) else 0

@@ -22,10 +22,16 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rollout.add_argument("--samples", type=int, default=8, help="canary samples per sampled probe (default 8)")
     rollout.add_argument("--config", type=Path, help="judge config laid over data/gate.yaml")
     rollout.add_argument("--promote-marginal", action="store_true", help="promote a marginal verdict too")
+    rollout.add_argument(
+        "--gateway", action="append", metavar="URL",
+        help="hold the split on this gateway, e.g. another node's (repeatable; default: every gateway of this "
+        "home's collector)",
+    )  # fmt: skip
     rollout.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from collector.daemon import running
     from collector.store.door import open_store
     from engine.state import EngineState
     from gate import report
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     current = settings(args)
     collector = running_collector(current)
+    gateways = [url.rstrip("/") for url in args.gateway or [state.url for state in running(current.collector_state)]]
     with bad_input("inferwatch rollout"):
         plan = RolloutPlan(
             baseline=args.baseline, candidate=args.candidate, weight=args.weight, requests=args.requests,
@@ -44,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         with open_store(collector.store) as store:
             result = run_rollout(plan, EngineState.load(current.engine_state), collector, store, current.home,
-                                 current.prices, log=log)  # fmt: skip
+                                 current.prices, log=log, gateways=gateways)  # fmt: skip
     print_table(step_rows(result), title=f"rollout {result.rollout_id}: {plan.candidate} for {plan.baseline}")
     if result.gate is not None:
         print_table(report.table_rows(result.gate), title=f"the judgement (gate {result.gate.gate_id}; ! critical)")

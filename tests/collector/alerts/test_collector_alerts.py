@@ -71,7 +71,7 @@ def test_a_receiver_down_across_a_collector_restart_gets_the_alert_after(
     with FaultyUpstream() as upstream:
         state = start_collector(tmp_path, upstream, **config)
         try:
-            assert health(state.url)["alerts"] == str(rules)  # type: ignore[index]
+            assert health(state.url)["alerts"]["rules"] == str(rules)  # type: ignore[index]
             for i in range(4):  # the fault pool answers 500 (the gateway records errors); the ok pool answers
                 for pool in ("err500", "ok"):
                     body = {"model": f"arith@{pool}", "prompt": "1+2=", "max_tokens": 3}

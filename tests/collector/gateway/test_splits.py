@@ -76,12 +76,12 @@ def test_a_leased_split_lapses_when_its_owner_stops_renewing(collector: Collecto
 
 def test_the_rollout_lease_is_renewed_while_it_runs_and_cleared_however_it_ends(collector: CollectorState) -> None:
     client = SplitClient(collector.url)
-    with pytest.raises(KeyboardInterrupt), LeasedSplit(client, Split("ok", "sums", 1.0), 3.0, print):
+    with pytest.raises(KeyboardInterrupt), LeasedSplit([client], Split("ok", "sums", 1.0), 3.0, print):
         time.sleep(4.5)  # past the lease: renewed every second, so still in force
         assert served_by(collector) == "sums"
         raise KeyboardInterrupt  # as Ctrl-C mid-rollout
     assert client.list() == [] and served_by(collector) == "ok"
-    with LeasedSplit(client, Split("ok", "sums", 0.5), 3.0, print) as lease:
+    with LeasedSplit([client], Split("ok", "sums", 0.5), 3.0, print) as lease:
         lease.keep(Split("ok", "sums", 1.0))  # promoted: stays, without a lease
     assert client.list() == [{"baseline": "ok", "candidate": "sums", "weight": 1.0, "ttl_s": None}]
     client.clear("ok")

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,14 @@ from tests.collector.faulty_upstream import collector_over_faulty_upstream
 from tests.conftest import DATA
 
 NO_POOLS = EngineState(spec="", ray_address="", ray_head_pid=None, serve_url="", metrics_url=None)
+BURST_THEN_ABORT = [("start", "ok"), ("shift", "ok"), ("load", "ok"), ("abort", "error")]
+
+
+def steps(store: Store, rollout_id: str) -> list[dict[str, Any]]:
+    """A rollout's steps as the store holds them, in order."""
+    return store.query(
+        "SELECT step, status, detail_json FROM rollouts WHERE rollout_id = ? ORDER BY recorded_at", [rollout_id]
+    ).to_pylist()
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +46,8 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorSta
 def test_a_rollout_needs_both_pools_behind_the_gateway(collector: CollectorState) -> None:
     client = SplitClient(collector.url)
     with pytest.raises(ValueError, match=r"--baseline/--candidate: no pool 'nope'; pools are ok, "):
-        check_start(RolloutPlan("ok", "nope"), client, collector.url)
-    assert check_start(RolloutPlan("ok", "sums"), client, collector.url)["ok"] == "arith@ok"
+        check_start(RolloutPlan("ok", "nope"), [client])
+    assert check_start(RolloutPlan("ok", "sums"), [client])["ok"] == "arith@ok"
 
 
 def test_a_rollout_does_not_start_over_a_split_that_holds_the_baseline(collector: CollectorState) -> None:
@@ -46,7 +55,7 @@ def test_a_rollout_does_not_start_over_a_split_that_holds_the_baseline(collector
     client.set(Split("ok", "sums", 0.3))
     try:
         with pytest.raises(RolloutError, match=r"pool ok already has a split \(ok=sums:0\.3\)"):
-            check_start(RolloutPlan("ok", "err500"), client, collector.url)
+            check_start(RolloutPlan("ok", "err500"), [client])
     finally:
         client.clear("ok")
 
@@ -58,12 +67,8 @@ def test_a_step_that_fails_aborts_naming_it_and_clears_the_split(collector: Coll
         # the burst goes through; the canary step finds no pool in an engine without pools
         with pytest.raises(ValueError, match=r"--reference/--pools: no pool 'ok', 'err500'"):
             run_rollout(plan, NO_POOLS, collector, store, tmp_path, DATA / "prices.yaml", log=printed.append)
-        rows = store.query(
-            "SELECT step, status, detail_json FROM rollouts WHERE rollout_id = ? ORDER BY recorded_at",
-            [plan.rollout_id],
-        ).to_pylist()
-    assert [(r["step"], r["status"]) for r in rows] == [("start", "ok"), ("shift", "ok"), ("load", "ok"),
-                                                        ("abort", "error")]  # fmt: skip
+        rows = steps(store, plan.rollout_id)
+    assert [(r["step"], r["status"]) for r in rows] == BURST_THEN_ABORT
     assert '"failed_step": "canary"' in rows[3]["detail_json"] and '"traffic": "all on ok"' in rows[3]["detail_json"]
     assert printed[-1].startswith(f"rollout {plan.rollout_id}: abort error: failed_step canary, why ValueError: ")
     assert SplitClient(collector.url).list() == []  # every request on the baseline again
