@@ -109,9 +109,10 @@ def status(settings: Settings) -> int:
     from collector import daemon
     from inferwatch.report import print_table
 
-    rows, silent = [], 0
+    rows, silent, stores = [], 0, set()
     for path in daemon.state_files(settings.collector_state) or [settings.collector_state]:
         state, health = daemon.status(path)
+        stores.add(state.store)
         if health is None:
             print(f"the collector recorded in {path} (pid {state.pid}) does not answer at {state.url}")
             silent += 1
@@ -119,7 +120,7 @@ def status(settings: Settings) -> int:
         keep = ("status", "problem", "backlog_rows", "committed_rows", "torn_records", "fsync", "overflow")
         rows.append({"url": state.url, "pid": state.pid, **{k: health.get(k) for k in keep}})
     if rows:
-        print_table(rows, title=f"collectors (store {settings.store_url})")
+        print_table(rows, title=f"collectors (store {', '.join(sorted(stores))})")  # as each was started
     return EXIT_FAILURE if silent else 0
 
 
