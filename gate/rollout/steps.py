@@ -46,10 +46,10 @@ class StepLog:
             "candidate": self.plan.candidate, "weight": self.plan.weight,
             "detail_json": json.dumps(detail, default=str), "recorded_at": datetime.now(UTC),
         }  # fmt: skip
+        self.store.append("rollouts", [row])  # stored before it is shown: a line printed is a step recorded
         self.steps.append({"step": step, "status": status, **detail})
         shown = ", ".join(f"{k} {v}" for k, v in detail.items())
         self.log(f"rollout {self.plan.rollout_id}: {step} {status}{': ' + shown if shown else ''}")
-        self.store.append("rollouts", [row])
         if step in STEPS[:-1]:
             self.underway = STEPS[STEPS.index(step) + 1]
 
