@@ -108,6 +108,13 @@ MIGRATIONS: tuple[str, ...] = (
         acquired_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 7: security (docs/SECURITY.md): the tenant a client API key maps to, in every request row; and the
+    # order of an alert's state changes by a sequence number, not by the wall clock (a clock step neither
+    # re-notifies nor expires)
+    """
+    ALTER TABLE requests ADD COLUMN tenant VARCHAR;
+    ALTER TABLE alerts ADD COLUMN seq BIGINT;
+    """,
 )
 
 # the bookkeeping table (no PRIMARY KEY: DuckLake has none; versions are written once, inside the transaction)

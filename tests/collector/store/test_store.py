@@ -46,11 +46,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_new_store_has_every_table_at_the_current_version_on_every_backend(url: str) -> None:
     with open_store(url) as store:
-        assert store.version == SCHEMA_VERSION == 6
+        assert store.version == SCHEMA_VERSION == 7
         assert store.tables() == TABLES
     with open_store(url) as store:  # reopening applies nothing twice
         versions = store.query("SELECT version FROM schema_migrations ORDER BY version").column("version")
-        assert versions.to_pylist() == [1, 2, 3, 4, 5, 6]
+        assert versions.to_pylist() == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_rows_are_visible_at_once_to_a_reader_and_read_back_exactly(url: str) -> None:
@@ -131,7 +131,7 @@ def test_a_store_from_a_newer_inferwatch_is_refused(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     con.execute("INSERT INTO schema_migrations VALUES (99, now())")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(6\); upgrade"):
+    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(7\); upgrade"):
         Store(tmp_path / "s.duckdb")
     with pytest.raises(StoreError, match=r"schema version 99 is newer"):
         open_reader(tmp_path / "s.duckdb")
@@ -140,13 +140,15 @@ def test_a_store_from_a_newer_inferwatch_is_refused(tmp_path: Path) -> None:
 def test_a_store_at_an_older_schema_is_migrated_by_writers_not_readers(tmp_path: Path) -> None:
     Store(tmp_path / "s.duckdb").close()
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    con.execute("ALTER TABLE requests DROP COLUMN tenant; ALTER TABLE alerts DROP COLUMN seq")
     con.execute("DROP TABLE leases; DROP TABLE quarantine; DROP TABLE journal_segments")
-    con.execute("DELETE FROM schema_migrations WHERE version = 6")
+    con.execute("DELETE FROM schema_migrations WHERE version >= 6")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 5, this inferwatch reads version 6; any writer migrates"):
+    with pytest.raises(StoreError, match=r"schema version 5, this inferwatch reads version 7; any writer migrates"):
         open_reader(tmp_path / "s.duckdb")
     with open_store(tmp_path / "s.duckdb") as store:
         assert "leases" in store.tables()
+        assert "tenant" in store.query("SELECT * FROM requests LIMIT 0").column_names
 
 
 def test_a_store_written_by_a_newer_duckdb_names_the_url_and_what_to_do(tmp_path: Path) -> None:
