@@ -9,6 +9,10 @@ one there is. Firing and resolved are notified; a firing alert is notified again
 A subject without data (no requests in the window, too few, no run) changes nothing under `nodata: keep` and
 clears the condition under `nodata: resolve`. An active alert the rules no longer produce (rule removed or
 changed, pool no longer selected) resolves.
+
+`for` and `repeat_interval` are wall-clock differences between `now` and stored instants: a clock step back
+lengthens them by the step (never an early firing, never a repeated notification), a step forward shortens
+them by at most the step. Which state is an alert's latest is never decided by the clock (outbox.py: `seq`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,18 +18,9 @@ from datetime import UTC, datetime
 import anyio
 import httpx
 
-from collector.alerts.delivery import attempt
+from collector.alerts.deliverer import Deliverer
 from collector.alerts.evaluate import Alert, Change, describe, evaluate, subject_of
-from collector.alerts.outbox import (
-    AttemptRecord,
-    Pending,
-    attempt_rows,
-    due,
-    load_active,
-    load_pending,
-    outbox_rows,
-    state_rows,
-)
+from collector.alerts.outbox import AttemptRecord, load_active, next_seq, outbox_rows, state_rows
 from collector.alerts.payload import Notification, notifications
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
@@ -64,119 +54,29 @@ def evaluate_once(store: StoreLike, config: AlertConfig, now: datetime, external
     changes = evaluate(config, read_samples(store, config.rules, now), load_active(store), now)
     made = notifications(config, changes, now, external_url)
     # one transaction: a state change is never stored without the notification it makes
-    store.append_all([("alerts", state_rows(changes, now)), ("alert_outbox", outbox_rows(made))])
+    rows = state_rows(changes, now, next_seq(store)) if changes else []
+    store.append_all([("alerts", rows), ("alert_outbox", outbox_rows(made))])
     return Evaluation(now, changes, made)
-
-
-@dataclass(frozen=True)
-class Round:
-    attempts: list[AttemptRecord]
-    pending: int  # notifications still undelivered after this round
-    next_due: datetime | None
-
-
-class Deliverer:
-    """Attempts what the outbox holds when it falls due, and records every attempt."""
-
-    def __init__(self, store: StoreLike, config: AlertConfig, *, client: httpx.AsyncClient | None = None,
-                 clock: Clock = utcnow, rng: random.Random | None = None) -> None:  # fmt: skip
-        self.store = store
-        self.config = config
-        self._http = client or httpx.AsyncClient()
-        self._owns_client = client is None
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._slots = asyncio.Semaphore(config.delivery.concurrency)
-
-    async def deliver_due(self) -> Round:
-        pending = await anyio.to_thread.run_sync(load_pending, self.store)
-        todo, next_due = due(pending, self._clock())
-        records = list(await asyncio.gather(*(self._attempt(p) for p in todo)))
-        if records:
-            await anyio.to_thread.run_sync(self._record, records)
-        left = len(pending) - sum(r.outcome != "retrying" for r in records)
-        times = [t for t in (next_due, *(r.next_attempt_at for r in records)) if t is not None]
-        return Round(records, left, min(times, default=None))
-
-    async def _attempt(self, pending: Pending) -> AttemptRecord:
-        async with self._slots:
-            receiver = self.config.receiver(pending.notification.receiver)
-            return await attempt(self._http, receiver, pending, self.config.delivery, self._clock, self._rng)
-
-    def _record(self, records: Sequence[AttemptRecord]) -> None:
-        self.store.append("alerts", attempt_rows(records))
-        for r in records:
-            if r.outcome != "delivered":
-                log.warning("alert notification %s to %s: attempt %d %s (%s)", r.notification_id, r.receiver,
-                            r.attempt, r.outcome, r.error)  # fmt: skip
-
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event, allowed: Callable[[], bool] = lambda: True) -> None:
-        """Deliver until `stop`, while `allowed()` (the lease is held); between rounds wait for the next due time,
-        `poll`, or `wake` (new notifications, or the lease taken)."""
-        while not stop.is_set():
-            if not allowed():
-                await _first(stop, wake, self.config.delivery.poll)
-                wake.clear()
-                continue
-            try:
-                done = await self.deliver_due()
-            except Exception:  # a store or receiver problem must not end the loop; the outbox keeps the work
-                log.exception("alert delivery round failed")
-                done = Round([], 0, None)
-            if done.attempts and done.pending:
-                continue  # a delivered head may have let the next notification of its group through
-            await _first(stop, wake, self._wait_s(done))
-            wake.clear()
-
-    async def drain(self, within_s: float) -> tuple[list[AttemptRecord], int]:
-        """Deliver until the outbox is empty or `within_s` has passed; the attempts and what is left pending."""
-        deadline = asyncio.get_running_loop().time() + within_s
-        records: list[AttemptRecord] = []
-        while True:
-            done = await self.deliver_due()
-            records += done.attempts
-            left_s = deadline - asyncio.get_running_loop().time()
-            if not done.pending or left_s <= 0:
-                return records, done.pending
-            if not done.attempts:
-                await asyncio.sleep(min(left_s, self._wait_s(done)))
-
-    def _wait_s(self, done: Round) -> float:
-        """Until the next attempt falls due, at most `poll` (new notifications may come meanwhile)."""
-        if done.next_due is None:
-            return self.config.delivery.poll
-        return min(self.config.delivery.poll, max((done.next_due - self._clock()).total_seconds(), 0.0))
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._http.aclose()
-
-
-async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
 
 
 class AlertJob:
     """The collector's alerting: every `interval_s`, renews `lease` (alert_lease) and, while it holds it,
     evaluates; delivers as notifications fall due while it holds it. Without a lease it always does (one
-    evaluator by arrangement: a single gateway, a test)."""
+    evaluator by arrangement: a single gateway, a test). After `stop`, `run` returns within `grace_s` (plus
+    the evaluation round in progress): attempts still in flight then are cut off and recorded as retrying."""
 
     def __init__(self, store: StoreLike, config: AlertConfig, *, interval_s: float = 15.0, external_url: str = "",
-                 client: httpx.AsyncClient | None = None, clock: Clock = utcnow,
-                 lease: Lease | None = None) -> None:  # fmt: skip
-        if interval_s <= 0:
-            raise ValueError("interval_s must be > 0")
+                 client: httpx.AsyncClient | None = None, clock: Clock = utcnow, lease: Lease | None = None,
+                 grace_s: float = 5.0) -> None:  # fmt: skip
+        if interval_s <= 0 or grace_s < 0:
+            raise ValueError("interval_s must be > 0 and grace_s >= 0")
         self.store = store
         self.config = config
         self.interval_s = interval_s
         self.external_url = external_url
         self.lease = lease
         self.holds = lease is None  # whether this job evaluates and delivers now
+        self.grace_s = grace_s  # run() returns within this of `stop`, whatever the receivers do
         self._clock = clock
         self.deliverer = Deliverer(store, config, client=client, clock=clock)
 
@@ -184,15 +84,18 @@ class AlertJob:
         """One round: renew the lease, then evaluate if it is held (None when it is not)."""
         now = self._clock()
         if self.lease is not None:
-            self.holds = False  # until the store says otherwise
-            self.holds = self.lease.acquire_or_renew(now)
+            try:  # `holds` keeps its value while the store answers (/healthz reads it meanwhile)
+                self.holds = self.lease.acquire_or_renew(now)
+            except Exception:
+                self.holds = False  # the store could not say: another gateway may lead
+                raise
             if not self.holds:
                 return None
         return evaluate_once(self.store, self.config, now, self.external_url)
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
-        delivering = asyncio.create_task(self.deliverer.run(stop, wake, lambda: self.holds))
+        delivering = asyncio.create_task(self.deliverer.run(stop, wake, lambda: self.holds, self.grace_s))
         try:
             while not stop.is_set():
                 held, started = self.holds, asyncio.get_running_loop().time()
@@ -243,7 +146,7 @@ def check_once(
     evaluation = evaluate_once(store, config, now or utcnow(), external_url)
 
     async def deliver() -> tuple[list[AttemptRecord], int]:
-        deliverer = Deliverer(store, config, client=client)
+        deliverer = Deliverer(store, config, client=client, clock=utcnow)
         try:
             return await deliverer.drain(deliver_within_s)
         finally:

@@ -5,6 +5,12 @@ resolved apart; a group larger than the receiver's `max_alerts` is split into se
 cut). The body is the Alertmanager webhook payload, version 4
 (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config), or for `format: slack`
 `{"text": ...}`. The body is made once and kept in the outbox, so every retry sends the same bytes.
+
+Slack text is mrkdwn: every value that comes from stored data (label values, annotations, reasons) goes
+through `slack_escape` (https://api.slack.com/reference/surfaces/formatting#escaping): &, <, > become
+&amp; &lt; &gt; (so `<!channel>` or `<http://evil|click>` stay text), the formatting characters * _ ~ `
+become look-alikes that format nothing, and line breaks become spaces (a value cannot forge a line). The
+Alertmanager payload is JSON for programs and keeps every value exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +27,13 @@ from collector.alerts.evaluate import Alert, AlertStatus, Change, describe, subj
 from collector.alerts.rules import AlertConfig, Format, Receiver
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not ended
+# Slack's three control characters; mrkdwn's formatting ones as look-alikes (asterisk operator, fullwidth low
+# line, tilde operator, modifier letter grave accent); line breaks as spaces
+_SLACK = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;",
+    "*": "\u2217", "_": "\uff3f", "~": "\u223c", "`": "\u02cb",
+    "\r": " ", "\n": " ", "\u2028": " ", "\u2029": " ",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,13 +93,19 @@ def alertmanager_body(receiver: str, group_labels: Mapping[str, str], status: Al
     }
 
 
+def slack_escape(text: str) -> str:
+    """`text` from stored data, as Slack mrkdwn shows it literally (no mention, link or formatting)."""
+    return text.translate(_SLACK)
+
+
 def slack_text(group_labels: Mapping[str, str], status: AlertStatus, alerts: Sequence[Alert]) -> str:
-    """`[FIRING:2] alertname=X` then one line per alert: its subject and summary (or reason)."""
-    head = f"[{status.value.upper()}:{len(alerts)}] " + " ".join(f"{k}={v}" for k, v in group_labels.items())
-    lines = [head]
+    """`[FIRING:2] alertname=X` then one line per alert: its subject and summary (or reason), each value escaped."""
+    group = " ".join(f"{slack_escape(k)}={slack_escape(v)}" for k, v in group_labels.items())
+    lines = [f"[{status.value.upper()}:{len(alerts)}] {group}"]
     for a in alerts:
-        subject = describe(subject_of(a.labels))
-        lines.append(f"• {subject} ({a.labels.get('severity', '?')}): {a.annotations.get('summary') or a.reason}")
+        subject = slack_escape(describe(subject_of(a.labels)))
+        severity, said = a.labels.get("severity", "?"), a.annotations.get("summary") or a.reason
+        lines.append(f"• {subject} ({slack_escape(severity)}): {slack_escape(said)}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """A webhook receiver on loopback that records what it is sent: for the demo (where a real on-call tool would
-be) and for the delivery tests, where a script makes it answer 500 a few times, 400, 429 with Retry-After or
-slowly. It runs uvicorn in a thread; stop it and start another on the same port to play an outage.
+be) and for the delivery tests, where a script makes it answer 500 a few times, 400, 429 with Retry-After,
+slowly, or with a body that trickles in a byte at a time (a receiver a per-read timeout never ends). It runs
+uvicorn in a thread; stop it and start another on the same port to play an outage.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from collector.alerts.signing import SignatureError, verify
@@ -32,6 +33,8 @@ class Reply:
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # wait before answering (longer than the sender's timeout: a timeout)
+    body: bytes = b""
+    trickle_s: float = 0.0  # > 0: send the body one byte at a time, this long apart, after the status line
 
 
 Script = Callable[[int], Reply]  # the reply to the n-th request (0-based) this receiver gets
@@ -68,7 +71,9 @@ class WebhookReceiver:
         self.received.append(Received(headers, body, time.monotonic(), reply.status))
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
-        return Response(b"", reply.status, headers=dict(reply.headers))
+        if reply.trickle_s > 0:
+            return StreamingResponse(_trickle(reply.body, reply.trickle_s), reply.status, headers=dict(reply.headers))
+        return Response(reply.body, reply.status, headers=dict(reply.headers))
 
     def start(self, timeout_s: float = 10.0) -> WebhookReceiver:
         app = Starlette(routes=[Route("/{path:path}", self._hook, methods=["POST"])])
@@ -101,6 +106,12 @@ class WebhookReceiver:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+async def _trickle(body: bytes, every_s: float) -> AsyncIterator[bytes]:
+    for i in range(len(body)):
+        await asyncio.sleep(every_s)
+        yield body[i : i + 1]
 
 
 def received_rows(received: Sequence[Received], key: bytes | None = None) -> list[dict[str, object]]:

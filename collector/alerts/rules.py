@@ -260,12 +260,18 @@ def signing_key(secret: SecretStr) -> bytes:
 
 
 class DeliveryPolicy(_Strict):
-    timeout: PositiveDuration = 5.0  # per attempt
+    timeout: PositiveDuration = 5.0  # the deadline of one attempt: connect, send and read together
     initial_backoff: PositiveDuration = 1.0  # before the first retry; doubles per attempt, with jitter
     max_backoff: PositiveDuration = 300.0
-    give_up_after: PositiveDuration = 86400.0  # a notification still undelivered this long after it was made expires
+    max_retry_after: PositiveDuration = 600.0  # the longest wait a receiver's Retry-After gets; more is cut to this
+    give_up_after: PositiveDuration = 86400.0  # a notification retried this long (the waits it was given) expires
     poll: PositiveDuration = 1.0  # how often the outbox is looked at when nothing is due sooner
-    concurrency: int = Field(default=8, ge=1)  # attempts in flight at once
+    concurrency: int = Field(default=8, ge=1)  # attempts in flight at once, per receiver
+
+    @property
+    def max_wait_s(self) -> float:
+        """The longest wait any answer schedules: a retry time further ahead means the clock stepped back."""
+        return max(self.max_backoff, self.max_retry_after)
 
 
 class AlertConfig(_Strict):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 class SignatureError(ValueError):
@@ -38,19 +40,70 @@ def webhook_headers(key: bytes | None, msg_id: str, timestamp: int, body: bytes)
     return headers
 
 
+MAX_SIGNATURES = 32  # candidates looked at in one webhook-signature header
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")  # ASCII Unix seconds (12 digits: until the year 33658)
+_SIGNED = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def _signed_headers(headers: object) -> dict[str, str]:
+    """webhook-id, -timestamp and -signature from a mapping or (name, value) pairs; several signature headers
+    are joined, a repeated id or timestamp is refused."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    if isinstance(pairs, str | bytes) or not isinstance(pairs, Iterable):
+        raise SignatureError(f"headers must be a mapping or (name, value) pairs, not {type(headers).__name__}")
+    found: dict[str, list[str]] = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise SignatureError("headers must be (name, value) pairs")
+        name, value = pair
+        name = name.decode("latin-1") if isinstance(name, bytes) else name
+        value = value.decode("latin-1") if isinstance(value, bytes) else value
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise SignatureError("header names and values must be strings")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise SignatureError(f"header {name[:40]!r}: its value is not text") from None
+        if name.lower() in _SIGNED:
+            found.setdefault(name.lower(), []).append(value)
+    for name in _SIGNED:
+        if name not in found:
+            raise SignatureError(f"missing header {name}")
+        if name != "webhook-signature" and len(found[name]) > 1:
+            raise SignatureError(f"header {name} is given {len(found[name])} times; send it once")
+    return {name: " ".join(values) for name, values in found.items()}
+
+
+def _seconds(value: object) -> float | None:
+    """A finite float from an int or float (not a bool); None otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def verify(key: bytes, headers: Mapping[str, str], body: bytes, now_s: float, tolerance_s: float = 300.0) -> None:
-    """Raise SignatureError unless one v1 signature matches and the timestamp is within the tolerance."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    try:
-        msg_id, stamp, signatures = lower["webhook-id"], lower["webhook-timestamp"], lower["webhook-signature"]
-    except KeyError as exc:
-        raise SignatureError(f"missing header {exc.args[0]}") from None
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise SignatureError(f"webhook-timestamp {stamp!r} is not an integer") from None
-    if abs(now_s - timestamp) > tolerance_s:
-        raise SignatureError(f"webhook-timestamp {timestamp} is more than {tolerance_s:g}s from now")
-    expected = sign(key, msg_id, timestamp, body)
-    if not any(hmac.compare_digest(expected, s) for s in signatures.split(" ") if s.startswith("v1,")):
+    """Raise SignatureError unless one v1 signature matches and the timestamp is within the tolerance. Any input
+    (missing, repeated or garbled headers, a key or body that is not bytes, a timestamp of any size) gives a
+    SignatureError, never another exception: `headers` may also be (name, value) pairs, as an ASGI scope has."""
+    if not isinstance(key, bytes | bytearray | memoryview) or len(key) == 0:
+        raise SignatureError("the key must be non-empty bytes (the base64-decoded part after whsec_)")
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise SignatureError(f"the body must be the raw bytes received, not {type(body).__name__}")
+    now, tolerance = _seconds(now_s), _seconds(tolerance_s)
+    if now is None or tolerance is None or tolerance < 0:
+        raise SignatureError("now_s must be a finite number of Unix seconds and tolerance_s a number >= 0")
+    signed = _signed_headers(headers)
+    msg_id, stamp, signatures = signed["webhook-id"], signed["webhook-timestamp"].strip(), signed["webhook-signature"]
+    if not _TIMESTAMP.match(stamp):
+        raise SignatureError(f"webhook-timestamp {stamp[:40]!r} is not integer Unix seconds")
+    timestamp = int(stamp)
+    if abs(now - timestamp) > tolerance:
+        raise SignatureError(f"webhook-timestamp {timestamp} is more than {tolerance:g}s from now")
+    expected = sign(bytes(key), msg_id, timestamp, bytes(body))
+    candidates = [s for s in signatures.split(" ") if s.startswith("v1,")][:MAX_SIGNATURES]
+    if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in candidates):
         raise SignatureError("no v1 signature matches")
