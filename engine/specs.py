@@ -6,6 +6,7 @@ the file, the pool and the field, and says what to do.
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,8 @@ from pydantic import (
 DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
 _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MAX_DEPTH = 32  # nesting of a spec or price document (data/pools.yaml: 5)
+_SHOWN = 200  # characters of a refused value shown in an error
 
 
 class SpecError(ValueError):
@@ -145,18 +148,47 @@ class PoolSet(_Strict):
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"{path}: invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML's own constructors: `2026-13-45` as a date
+        raise SpecError(f"{path}: invalid YAML: a value that cannot be read ({exc})") from None
+    problem = _shape_problem(raw)
+    if problem:
+        raise SpecError(f"{path}: {problem}")
+    return raw
+
+
+def _shape_problem(raw: Any) -> str | None:
+    """A document nested deeper than MAX_DEPTH, or with an alias inside its own anchor (a cycle), is refused."""
+    stack: list[tuple[Any, int, frozenset[int]]] = [(raw, 0, frozenset())]
+    while stack:
+        value, depth, ancestors = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if id(value) in ancestors:
+            return "a YAML alias (*name) inside the anchor (&name) it refers to: the document would be endless"
+        if depth >= MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        inner = ancestors | {id(value)}
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1, inner) for child in children)
+    return None
 
 
 def load_prices(path: Path = DEFAULT_PRICES) -> dict[str, float]:
@@ -167,7 +199,7 @@ def load_prices(path: Path = DEFAULT_PRICES) -> dict[str, float]:
         raise SpecError(f"{path}: expected a mapping `accelerators:` of name -> USD per hour")
     prices: dict[str, float] = {}
     for name, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise SpecError(f"{path}: accelerators.{name}: price must be a number >= 0, got {value!r}")
         prices[str(name).lower()] = float(value)
     return prices
@@ -184,8 +216,12 @@ def _resolve_model(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     model = raw.get("model")
     if not isinstance(model, str) or raw.get("endpoint"):
         return raw
-    candidate = (base / model).expanduser()
-    if candidate.exists():
+    try:
+        candidate = (base / model).expanduser()
+        exists = candidate.exists()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, ~user of no user
+        candidate, exists = base / model, False
+    if exists:
         return {**raw, "model": str(candidate.resolve())}
     if model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
         raise SpecError(
@@ -193,6 +229,11 @@ def _resolve_model(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             "(relative to the spec file) or a model hub id like org/name"
         )
     return raw
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + f"... ({len(text)} characters)"
 
 
 def parse_pools(raw: Any, source: Path, prices: dict[str, float]) -> PoolSet:
@@ -214,7 +255,7 @@ def parse_pools(raw: Any, source: Path, prices: dict[str, float]) -> PoolSet:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = _field_path(err["loc"]) or "(pool)"
-            given = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+            given = f" (got {_shown(err['input'])})" if not isinstance(err["input"], dict) else ""
             raise SpecError(f"{source}: {label}: field '{field}': {err['msg']}{given}") from None
         if pool.name in seen:
             raise SpecError(f"{source}: {label}: field 'name': duplicate pool name; pool names must be unique")

@@ -6,6 +6,8 @@ code is refused. Readers never migrate; they refuse a store at another schema ve
 `append` inserts at once, in one transaction (all of the call's rows or none). `commit` is the committer's
 (collector/journal/committer.py): the rows of several journal segments, the rows set aside (quarantine) and
 one marker per segment, in one transaction, so a segment replayed after a crash is recognised and skipped.
+`query` runs one SELECT that stays inside the store (collector/store/guard.py) within a statement timeout and
+a result cap (collector/store/limits.py), on a connection locked down (collector/store/lockdown.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import pyarrow as pa
 from collector.journal.records import decode_payload, row_bytes
 from collector.store.backends import open_backend
 from collector.store.columns import RowChecker
-from collector.store.errors import StoreBusy, StoreError
+from collector.store.errors import NotAStore, QueryRefused, StoreBusy, StoreCorrupt, StoreError
+from collector.store.files import embedded_fault
+from collector.store.guard import check_query
 from collector.store.json_rows import from_json_rows
+from collector.store.limits import QueryLimits, run_limited
 from collector.store.quarantine import MAX_ROW_JSON, Quarantined, Screened, row_json, screen
 from collector.store.schema import MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION
 from collector.store.url import StoreURL, parse_store_url
@@ -51,10 +56,13 @@ def _transient(exc: duckdb.Error) -> bool:
 
 
 class Store:
-    def __init__(self, url: StoreURL | str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, url: StoreURL | str | Path, *, read_only: bool = False, limits: QueryLimits | None = None
+    ) -> None:
         self.url = url if isinstance(url, StoreURL) else parse_store_url(url)
         self.path = str(self.url)
         self.read_only = read_only
+        self.limits = limits or QueryLimits.from_env()
         self._backend = open_backend(self.url, read_only=read_only)
         try:
             self.version = self._with_retry("open", self._check_version if read_only else self._migrate)
@@ -65,6 +73,8 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------------------------
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> int:
+        if "schema_migrations" not in (tables := _own_tables(con)) and tables:
+            raise self._not_a_store(tables)
         con.execute(MIGRATIONS_TABLE)
         current = self._stored_version(con)
         for version in range(current + 1, SCHEMA_VERSION + 1):
@@ -95,6 +105,8 @@ class Store:
         try:
             current = self._stored_version(con)
         except duckdb.CatalogException:
+            if tables := _own_tables(con):
+                raise self._not_a_store(tables) from None
             current = 0
         if current != SCHEMA_VERSION:
             raise StoreError(
@@ -102,6 +114,13 @@ class Store:
                 "any writer migrates it (`inferwatch collector up`, with --store URL)"
             )
         return current
+
+    def _not_a_store(self, tables: list[str]) -> NotAStore:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        return NotAStore(
+            f"{self.url}: a database with tables of its own ({shown}) and no schema_migrations: not an inferwatch "
+            "store, and inferwatch will not add its tables to it; give the store's path or a new one (--store)"
+        )
 
     def _checkers_of_version(self) -> dict[str, RowChecker]:
         """The tables' row checks; for a DuckLake, read once per process and schema version (reading them takes
@@ -150,14 +169,29 @@ class Store:
                 raise
             except (duckdb.ConstraintException, duckdb.ConversionException, duckdb.InvalidInputException) as exc:
                 raise StoreError(f"{self.url}: {what} failed ({exc})") from None
+            except duckdb.PermissionException as exc:
+                raise QueryRefused(
+                    f"{self.url}: {what} refused by the store's locked connection ({_first_line(exc)}); the store's "
+                    "connections have no file, network or extension access"
+                ) from None
             except duckdb.Error as exc:
                 if not _transient(exc):
+                    damaged = self._damaged(exc)
+                    if damaged is not None:
+                        raise damaged from None
                     self._backend.reset()
                     raise StoreError(f"{self.url}: {what} failed ({str(exc).strip()[:400]})") from None
                 if attempt == CONFLICT_RETRIES:
                     raise StoreBusy(f"{self.url}: {what}: still in conflict after {attempt} retries ({exc})") from None
                 time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
         raise AssertionError("unreachable")
+
+    def _damaged(self, exc: duckdb.Error) -> StoreCorrupt | None:
+        """StoreCorrupt when an embedded store's file fails under a query (a truncated or damaged file)."""
+        if self.url.path is None or not isinstance(exc, duckdb.IOException):
+            return None
+        fault = embedded_fault(str(self.url), self.url.path, _first_line(exc))
+        return fault if isinstance(fault, StoreCorrupt) else None
 
     def tables(self) -> list[str]:
         return sorted(self._checkers)
@@ -286,7 +320,11 @@ class Store:
         return out
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        return self._with_retry("query", lambda con: con.sql(sql, params=params or None).to_arrow_table())
+        """The result of one SELECT over the store's tables (QueryRefused for anything else), within the
+        store's QueryLimits (QueryLimitExceeded naming the limit)."""
+        check_query(sql)
+        where = str(self.url)
+        return self._with_retry("query", lambda con: run_limited(con, sql, params, self.limits, where))
 
     def close(self) -> None:
         self._backend.close()
@@ -298,6 +336,18 @@ class Store:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _own_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables of the connection's current database and schema (the store's, or a stranger's)."""
+    where = "database_name = current_database() AND schema_name = current_schema()"
+    rows = con.execute(f"SELECT table_name FROM duckdb_tables() WHERE {where} ORDER BY table_name").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _quarantine_row(writer: str, segment: str, q: Quarantined, now: datetime) -> dict[str, Any]:

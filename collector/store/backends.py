@@ -9,6 +9,8 @@
   a cursor of it. Writers in many processes and machines commit concurrently (DuckLake's optimistic
   concurrency); a conflict is retried by the caller (Store._with_retry). Every Store of one URL in a process
   shares the attachment, kept a minute after the last closes (see DuckLakeBackend).
+- Both: every connection is locked down once the store is attached (collector/store/lockdown.py), and a file
+  that is not a store is named as such (collector/store/files.py).
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
 
 from collector.store import extensions
-from collector.store.errors import StoreBusy, StoreError
+from collector.store.errors import StoreBusy, StoreCorrupt, StoreError
+from collector.store.files import check_sqlite_catalog, embedded_fault
+from collector.store.lockdown import CONNECT_CONFIG, lock_down
 from collector.store.url import StoreURL
 
 LAKE = "inferwatch_lake"
@@ -91,13 +96,13 @@ class EmbeddedBackend:
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=self.read_only)
+                con = duckdb.connect(str(self.path), read_only=self.read_only, config=CONNECT_CONFIG)
             except duckdb.IOException as exc:
                 error = newer_format_error(self.url, exc)
                 if error is not None:
                     raise error from None
                 if "could not set lock" not in str(exc).lower() and "conflicting lock" not in str(exc).lower():
-                    raise StoreError(f"{self.url}: cannot open the store ({exc})") from None
+                    raise self._open_error(exc) from None
                 if time.monotonic() >= deadline:
                     holder = re.search(r"PID (\d+)", str(exc))
                     who = f"process {holder.group(1)}" if holder else "another process"
@@ -106,9 +111,20 @@ class EmbeddedBackend:
                         "stop it (a collector: `inferwatch collector down`)"
                     ) from None
             except duckdb.Error as exc:
-                raise StoreError(f"{self.url}: cannot open the store ({exc})") from None
+                raise self._open_error(exc) from None
+            else:
+                try:
+                    lock_down(con, [f"{self.path.resolve()}.tmp/"])  # its spill directory, nothing else
+                except BaseException:
+                    con.close()
+                    raise
+                return con
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 0.2)
+
+    def _open_error(self, exc: duckdb.Error) -> StoreError:
+        fault = embedded_fault(str(self.url), self.path, _first_line(exc))
+        return fault or StoreError(f"{self.url}: cannot open the store ({_first_line(exc)})")
 
     def reset(self) -> None:
         """Nothing to reset: every use opens the file afresh."""
@@ -152,9 +168,11 @@ class DuckLakeBackend:
         self._shared = shared
 
     def _attach(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
         kind, _, where = (self.url.catalog or "").partition(":")
         data = self.url.data_path or ""
+        if kind == "sqlite":
+            check_sqlite_catalog(str(self.url), Path(where))
+        con = duckdb.connect(config=CONNECT_CONFIG)
         try:
             extensions.load(con, "ducklake", "postgres_scanner" if kind == "postgres" else "sqlite_scanner")
             if data.startswith("s3://"):
@@ -164,9 +182,19 @@ class DuckLakeBackend:
             options = f"DATA_PATH '{_quote(data)}'" + (", READ_ONLY" if self.read_only else "")
             con.execute(f"ATTACH 'ducklake:{kind}:{_quote(where)}' AS {LAKE} ({options})")
             con.execute(f"USE {LAKE}")
+            lock_down(con, _data_directories(data))
         except duckdb.Error as exc:
             con.close()
-            raise StoreError(f"{self.url}: cannot attach the DuckLake ({_first_line(exc)}); {_hint(kind)}") from None
+            text = _first_line(exc)
+            if kind == "sqlite" and any(w in text.lower() for w in ("not a database", "malformed", "corrupt")):
+                raise StoreCorrupt(
+                    f"{self.url}: the DuckLake catalog {where} is damaged ({text}); restore it from a backup, or "
+                    "move it aside (and its data directory) and give a new --store"
+                ) from None
+            raise StoreError(f"{self.url}: cannot attach the DuckLake ({text}); {_hint(kind)}") from None
+        except BaseException:
+            con.close()
+            raise
         return con
 
     @property
@@ -219,6 +247,14 @@ def close_idle_lakes() -> None:
     with _LAKES_LOCK:
         for key in [k for k, a in _LAKES.items() if a.users == 0]:
             _LAKES.pop(key).con.close()
+
+
+def _data_directories(data: str) -> list[str]:
+    """The directories a DuckLake connection may read and write: its data path, as given and absolute."""
+    if "://" in data:
+        return [data]
+    absolute = os.path.abspath(data).rstrip("/") + "/"
+    return sorted({data, absolute})
 
 
 def _quote(text: str) -> str:
