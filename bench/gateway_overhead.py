@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,10 +97,16 @@ def timings(base_url: str, model: str, concurrency: int, requests: int, seed: in
         base_url=base_url, models=(model,), num_requests=requests, max_concurrency=concurrency,
         ignore_eos=True, seed=seed, progress=False,
     )  # fmt: skip
+    return ttft_e2e(config, items)
+
+
+def ttft_e2e(config: LoadConfig, items: list[Any]) -> list[tuple[float, float]]:
+    """Run the load; (TTFT, E2E) of each request, or exit naming the first failure (a benchmark of errors lies)."""
     result = run_load(config, items)
     failed = [r for r in result.requests if r.status != "ok"]
     if failed:
-        raise SystemExit(f"{len(failed)} requests failed against {base_url}: {failed[0].error}")
+        raise SystemExit(f"{len(failed)} of {len(result.requests)} requests failed against {config.base_url}: "
+                         f"{failed[0].error}")  # fmt: skip
     return [(r.ttft_s, r.e2e_s) for r in result.requests if r.ttft_s is not None]
 
 

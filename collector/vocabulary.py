@@ -22,7 +22,8 @@ class Status(StrEnum):
 class ErrorType(StrEnum):
     """requests.error_type: a short, closed class of what went wrong (the message in `error` says exactly what)."""
 
-    upstream_unreachable = "upstream_unreachable"  # no connection, or no answer in time
+    upstream_unreachable = "upstream_unreachable"  # no connection, or no answer head in time
+    upstream_timeout = "upstream_timeout"  # no data event (or whole answer) within read_timeout_s
     upstream_4xx = "upstream_4xx"  # the pool refused the request (passed on to the client as is)
     upstream_5xx = "upstream_5xx"  # the pool failed (the client gets 502)
     upstream_error_event = "upstream_error_event"  # the pool sent an error event inside the stream

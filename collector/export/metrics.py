@@ -103,6 +103,15 @@ class PoolLabels:
         return (self.pool or UNKNOWN, self.hardware or UNKNOWN, self.model or UNKNOWN, self.revision or UNKNOWN)
 
 
+def _amount(value: float | None) -> float | None:
+    """A count or cost a counter may add: finite and >= 0 (a counter raises on a negative increment, and a NaN
+    or an infinity would stay in it until restart). The gateway checks the pool's counts before they get here;
+    this keeps the exposition right whatever a caller passes."""
+    if value is None or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
 class GatewayMetrics:
     """Every metric the gateway observes, in one registry (a fresh one unless given). Collectors of other
     state (collector/export/store_state.py) register on the same `registry`, so that one exposition holds all."""
@@ -145,17 +154,22 @@ class GatewayMetrics:
             self._child(self._ttft, *op).observe(record.ttft_s)
         if status is Status.ok and record.tpot_s is not None:
             self._child(self._tpot, *op).observe(record.tpot_s)
-        if record.prompt_tokens is not None:
-            self._child(self._tokens, *op, "input").observe(record.prompt_tokens)
-            self._child(self._prompt_tokens, *pool).inc(record.prompt_tokens)
-        if record.completion_tokens is not None:
-            self._child(self._tokens, *op, "output").observe(record.completion_tokens)
-        if record.cached_tokens is not None:
-            self._child(self._cached_tokens, *pool).inc(record.cached_tokens)
-        if record.cost_usd is not None:
-            self._child(self._cost, *pool).inc(record.cost_usd)
-        if record.prompt_tokens and record.cached_tokens is not None:
-            self._add_cache_usage(pool, record.cached_tokens, record.prompt_tokens)
+        prompt, cached, completion = (
+            _amount(record.prompt_tokens),
+            _amount(record.cached_tokens),
+            _amount(record.completion_tokens),
+        )
+        if prompt is not None:
+            self._child(self._tokens, *op, "input").observe(prompt)
+            self._child(self._prompt_tokens, *pool).inc(prompt)
+        if completion is not None:
+            self._child(self._tokens, *op, "output").observe(completion)
+        if cached is not None:
+            self._child(self._cached_tokens, *pool).inc(cached)
+        if (cost := _amount(record.cost_usd)) is not None:
+            self._child(self._cost, *pool).inc(cost)
+        if prompt and cached is not None and cached <= prompt:
+            self._add_cache_usage(pool, int(cached), int(prompt))
 
     def _add_cache_usage(self, pool: tuple[str, ...], cached: int, prompt: int) -> None:
         with self._lock:

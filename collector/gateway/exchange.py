@@ -1,6 +1,10 @@
 """One request through the gateway, from the moment it is routed to its record: the Exchange in flight, how it
 ended (Outcome), and the Recorder that writes it down once, as one `requests` row (collector/store/rows.py) in
-the store, in the Prometheus metrics and as an OpenTelemetry span, with its share of the pool's cost."""
+the store, in the Prometheus metrics and as an OpenTelemetry span, with its share of the pool's cost.
+
+Whatever the pool sent, `finish` records the request once and never raises: the in-flight gauge and the pool's
+cost meter are settled first, and a row that cannot be built from what was observed is still written, with
+the outcome and the reason."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from datetime import datetime
 from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.tracing import RequestSpan, RequestTracing
 from collector.fleet.cost import BusyCostMeter
+from collector.gateway.answers import Usage
 from collector.gateway.relay import StreamObservation
 from collector.gateway.routes import Route
-from collector.gateway.timing import stream_timing
+from collector.gateway.timing import choices_timing, stream_timing
 from collector.store.protocols import RowSink
 from collector.store.rows import RequestRecord
 from collector.vocabulary import REQUEST_ID_HEADER, RUN_HEADER, ErrorType, Operation, Status
@@ -56,7 +61,9 @@ class Exchange:
     route: Route
     span: RequestSpan
     cost_token: float
+    tenant: str | None = None  # the client's tenant, from its API key (scope["inferwatch.tenant"])
     seen: StreamObservation = field(default_factory=StreamObservation)
+    recorded: Recorded | None = None  # set by Recorder.finish: a request is recorded once
 
 
 def pool_labels(route: Route) -> PoolLabels:
@@ -90,46 +97,64 @@ class Recorder:
         headers: Mapping[str, str],
         started_at: datetime,
         started_ns: int,  # perf_counter_ns when the request arrived
+        tenant: str | None = None,
     ) -> Exchange:
         span = self.tracing.start(operation, route.model_id, headers, start_time_ns=time.time_ns())
         exchange = Exchange(
             request_id=headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex, operation=operation, source=source,
             run_id=headers.get(RUN_HEADER), started_at=started_at, started_ns=started_ns, route=route, span=span,
-            cost_token=self.meters[route.pool].start(started_ns / 1e9),
+            cost_token=self.meters[route.pool].start(started_ns / 1e9), tenant=tenant,
         )  # fmt: skip
         self.metrics.inc_in_flight(pool_labels(route))
         return exchange
 
     def finish(self, ex: Exchange, outcome: Outcome, ended_ns: int | None = None) -> Recorded:
-        """Record the request: one row, the metrics, the span. Never raises into the response path."""
+        """Record the request: one row, the metrics, the span. Never raises into the response path; a second
+        call for the same exchange returns what the first recorded."""
+        if ex.recorded is not None:
+            return ex.recorded
         ended_ns = ended_ns or time.perf_counter_ns()
-        route = ex.route
-        usage = ex.seen.usage or {}
-        completion = _int(usage.get("completion_tokens"))
-        details = usage.get("prompt_tokens_details") or {}
-        timing = stream_timing(ex.started_ns, ex.seen.content_ns, ended_ns, completion or 0)
-        record = RequestRecord(
-            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=outcome.status,
-            operation=ex.operation, trace_id=ex.span.trace_id, run_id=ex.run_id, revision=route.revision,
-            hardware=route.hardware, model=route.model_id, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
-            itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s,
-            e2e_s=timing.e2e_s,
-            prompt_tokens=_int(usage.get("prompt_tokens")),
-            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, Mapping) else None),
-            completion_tokens=completion, finish_reason=ex.seen.finish_reason,
-            error=outcome.error, error_type=outcome.error_type,
-            cost_usd=self.meters[route.pool].finish(ex.cost_token, ended_ns / 1e9),
-        )  # fmt: skip
-        labels = pool_labels(route)
+        labels = pool_labels(ex.route)
         self.metrics.dec_in_flight(labels)
+        cost_usd = self.meters[ex.route.pool].finish(ex.cost_token, ended_ns / 1e9)
         try:
-            recorded = Recorded(self.sink.append("requests", [record.as_row()]))
+            record = self._record(ex, outcome, ended_ns, cost_usd)
+        except Exception as exc:  # an observation the relay's checks let through: the row still tells
+            log.exception("request %s: row built without its timing and usage", ex.request_id)
+            record = self._record(ex, Outcome(outcome.status, f"{outcome.error or ''} (gateway: {exc})".strip(),
+                                              outcome.error_type), ended_ns, cost_usd, observed=False)  # fmt: skip
+        try:
+            recorded = Recorded(self.sink.append("requests", [{**record.as_row(), "tenant": ex.tenant}]))
         except Exception as exc:  # the journal cannot be written (disk full): the row is in the log
             log.exception("request %s: row not stored: %s", record.id, record)
             recorded = Recorded(None, f"{type(exc).__name__}: {exc}")
-        self.metrics.observe(record, labels)
-        ex.span.end(record)
+        ex.recorded = recorded
+        try:
+            self.metrics.observe(record, labels)
+            ex.span.end(record)
+        except Exception:
+            log.exception("request %s: metrics or span not recorded", record.id)
         return recorded
+
+    def _record(
+        self, ex: Exchange, outcome: Outcome, ended_ns: int, cost_usd: float, observed: bool = True
+    ) -> RequestRecord:
+        route, seen = ex.route, ex.seen
+        usage = (seen.usage if observed else None) or Usage()
+        completion = usage.completion_tokens
+        if observed and len(seen.choice_ns) > 1:
+            timing = choices_timing(ex.started_ns, seen.choice_ns.values(), ended_ns, completion or 0)
+        else:
+            timing = stream_timing(ex.started_ns, seen.content_ns if observed else [], ended_ns, completion or 0)
+        return RequestRecord(
+            id=ex.request_id, pool=route.pool, source=ex.source, started_at=ex.started_at, status=outcome.status,
+            operation=ex.operation, trace_id=ex.span.trace_id, run_id=ex.run_id, revision=route.revision,
+            hardware=route.hardware, model=route.model_id, ttft_s=timing.ttft_s, tpot_s=timing.tpot_s,
+            itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s, e2e_s=timing.e2e_s,
+            prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens, completion_tokens=completion,
+            finish_reason=seen.finish_reason if observed else None,
+            error=outcome.error, error_type=outcome.error_type, cost_usd=cost_usd,
+        )  # fmt: skip
 
     async def acknowledge(self, recorded: Recorded) -> str | None:
         """Before the answer's last byte: wait until the row is as durable as the fsync policy says. Returns why
@@ -145,7 +170,3 @@ class Recorder:
                     f"the gateway could not make this request's record durable ({exc}); retry" if self.strict else None
                 )
         return None
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -9,34 +9,52 @@ the headers x-request-id and x-inferwatch-pool (the pool that served it).
 
 Request headers the gateway reads: X-Inferwatch-Pool (route to this pool), X-Inferwatch-Source (traffic,
 load, canary or eval; default traffic), X-Inferwatch-Run (a run id stored with the row), x-request-id,
-traceparent/tracestate.
+traceparent/tracestate. What it accepts from clients is checked before a request is routed
+(collector/gateway/validation.py); what it accepts from pools, when the answer comes (collector/gateway/
+answers.py): an answer of any other shape is a 502 (or an error event) and a row with the error.
+A client that hangs up while the gateway waits for the pool cancels the pool's request (its connection is
+closed) and is recorded as cancelled. The tenant an authentication layer put in the ASGI scope
+(TENANT_SCOPE_KEY) is stored in the request's row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
+from starlette.types import Receive
 
 from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.tracing import RequestTracing
+from collector.gateway.answers import OddAnswer, read_answer
 from collector.gateway.exchange import CANCELLED_BEFORE_ANSWER, OK, Exchange, Outcome, Recorder, pool_labels
-from collector.gateway.relay import StreamRelay
+from collector.gateway.relay import MAX_EVENT_BYTES, StreamRelay
 from collector.gateway.routes import Route, RouteError, Router
 from collector.gateway.streaming import RelayResponse
+from collector.gateway.validation import (
+    MAX_JSON_DEPTH,
+    InvalidRequest,
+    RequestOptions,
+    check_identifier,
+    parse_body,
+    read_options,
+)
 from collector.store.protocols import RowSink
 from collector.vocabulary import (
     POOL_HEADER,
     REQUEST_ID_HEADER,
+    RUN_HEADER,
     SOURCE_HEADER,
     ErrorType,
     Operation,
@@ -44,17 +62,68 @@ from collector.vocabulary import (
     Status,
 )
 
+T = TypeVar("T")
+TENANT_SCOPE_KEY = "inferwatch.tenant"  # set by the authentication middleware: the client's tenant, or None
+
 
 @dataclass(frozen=True)
 class GatewayConfig:
     max_body_bytes: int = 1 << 20
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 600.0  # longest silence from a pool while it generates
+    # longest silence from a pool while it generates: no data event for this long (keep-alive comments and
+    # events without data do not count) cuts a stream; a whole answer must arrive within it once its headers have
+    read_timeout_s: float = 600.0
+    max_json_depth: int = MAX_JSON_DEPTH  # nesting levels of a request body
+    max_answer_bytes: int = 64 << 20  # a whole answer from a pool
+    max_event_bytes: int = MAX_EVENT_BYTES  # one event of a stream, or a line still without its end
 
 
-def openai_error(status: int, message: str, kind: str, retry_after_s: int | None = None) -> JSONResponse:
-    headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
-    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+class ClientGone(Exception):
+    """The client hung up while the gateway waited for the pool."""
+
+
+async def _hang_up(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
+    """`work`, or ClientGone as soon as the client hangs up (its http.disconnect): the work is cancelled, which
+    closes an aiohttp request's connection, so that the pool aborts it."""
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.ensure_future(_hang_up(receive, scope))
+        try:
+            return await work
+        finally:
+            watcher.cancel()
+    raise ClientGone
+
+
+class AnswerTooLarge(ValueError):
+    pass
+
+
+async def read_answer_body(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """A whole answer, refused (AnswerTooLarge) past `limit` bytes."""
+    declared = upstream.content_length
+    if declared is not None and declared > limit:
+        raise AnswerTooLarge(f"an answer of {declared} bytes, over the gateway's limit of {limit} bytes")
+    parts, size = [], 0
+    async for part in upstream.content.iter_any():
+        size += len(part)
+        if size > limit:
+            raise AnswerTooLarge(f"an answer of over {limit} bytes, the gateway's limit")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def openai_error(
+    status: int, message: str, kind: str, retry_after_s: int | None = None, param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:  # fmt: skip
+    headers = {**(headers or {}), **({"retry-after": str(retry_after_s)} if retry_after_s is not None else {})}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return JSONResponse(body, status, headers=headers)
 
 
@@ -62,10 +131,11 @@ class Refusal(Exception):
     """The gateway answers the request itself, with this OpenAI error: raised by a step of Gateway.proxy."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", retry_after_s: int | None = None
-    ) -> None:
+        self, status: int, message: str, kind: str = "invalid_request_error", retry_after_s: int | None = None,
+        param: str | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
-        self.response = openai_error(status, message, kind, retry_after_s)
+        self.response = openai_error(status, message, kind, retry_after_s, param)
 
 
 class BodyTooLarge(ValueError):
@@ -85,29 +155,30 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def for_the_pool(body: dict[str, Any], model_id: str) -> tuple[dict[str, Any], bool]:
+def for_the_pool(body: dict[str, Any], model_id: str, options: RequestOptions) -> tuple[dict[str, Any], bool]:
     """The request as the pool gets it: the pool's model id, and a stream asks for usage (the row needs the token
     counts). True when the client had not asked for usage: the relay then removes it again."""
     body = {**body, "model": model_id}
-    if not body.get("stream"):
+    if not options.stream:
         return body, False
-    options = body.get("stream_options")
-    options = dict(options) if isinstance(options, dict) else {}
-    body["stream_options"] = {**options, "include_usage": True}
-    return body, not options.get("include_usage")
+    body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return body, not options.include_usage
 
 
 def note_answer(exchange: Exchange, data: bytes) -> Outcome:
     """A whole answer's usage and finish reason, into the exchange; an error when it is not an OpenAI answer."""
+    pool = exchange.route.pool
     try:
-        answer = json.loads(data)
-        exchange.seen.usage = answer.get("usage")
-        exchange.seen.finish_reason = next(
-            (c.get("finish_reason") for c in answer.get("choices") or [] if c.get("finish_reason")), None
+        facts = read_answer(data)
+    except OddAnswer as exc:
+        return Outcome(
+            Status.error, f"pool {pool}: answer is not an OpenAI response ({exc})", ErrorType.malformed_stream
         )
-    except (ValueError, AttributeError) as exc:
-        message = f"pool {exchange.route.pool}: answer is not an OpenAI response ({exc})"
-        return Outcome(Status.error, message, ErrorType.malformed_stream)
+    exchange.seen.usage, exchange.seen.finish_reason = facts.usage, facts.finish_reason
+    if facts.error is not None:
+        return Outcome(
+            Status.error, f"pool {pool}: answered 200 with an error: {facts.error}", ErrorType.upstream_error_event
+        )
     return OK
 
 
@@ -169,36 +240,48 @@ class Gateway:
         try:
             if self.admission is not None and (why := self.admission()):
                 raise Refusal(503, f"the gateway is not taking requests: {why}", "service_unavailable", 5)
-            source, body = await self._read(request)
+            source, body, options = await self._read(request, operation)
             route = self._route(body, source, request.headers)
-            exchange = self.recorder.begin(operation, source, route, request.headers, started_at, started_ns)
-            body, strip_usage = for_the_pool(body, route.model_id)
-            upstream = await self._forward(exchange, path, body)
+            tenant = request.scope.get(TENANT_SCOPE_KEY)
+            exchange = self.recorder.begin(
+                operation, source, route, request.headers, started_at, started_ns,
+                tenant=tenant if isinstance(tenant, str) else None,
+            )  # fmt: skip
+            body, strip_usage = for_the_pool(body, route.model_id, options)
+            upstream = await unless_client_leaves(request.receive, self._forward(exchange, path, body))
         except Refusal as refusal:
             return refusal.response
+        except ClientGone:  # _forward recorded it as cancelled
+            return openai_error(499, "the client closed the request", "cancelled")
         reply_headers = {REQUEST_ID_HEADER: exchange.request_id, POOL_HEADER: route.pool}
         if upstream.status != 200:
             return await self._pass_refusal(exchange, upstream, reply_headers)
-        if body.get("stream"):
-            return RelayResponse(self.recorder, exchange, upstream, StreamRelay(strip_usage), reply_headers)
-        return await self._pass_answer(exchange, upstream, reply_headers)
+        if options.stream:
+            relay = StreamRelay(strip_usage, self.config.max_event_bytes)
+            return RelayResponse(self.recorder, exchange, upstream, relay, reply_headers, self.config.read_timeout_s)
+        try:
+            return await unless_client_leaves(request.receive, self._pass_answer(exchange, upstream, reply_headers))
+        except ClientGone:  # _pass_answer recorded it as cancelled and closed the pool's connection
+            return openai_error(499, "the client closed the request", "cancelled")
 
-    async def _read(self, request: Request) -> tuple[str, dict[str, Any]]:
-        """The request's source and its JSON body; Refusal (400, 413) when they are not."""
-        source = request.headers.get(SOURCE_HEADER, Source.traffic)
+    async def _read(self, request: Request, operation: Operation) -> tuple[str, dict[str, Any], RequestOptions]:
+        """The request's source, its JSON body as the pool will read it, and how to handle it; Refusal (400, 413)
+        when they are not acceptable (collector/gateway/validation.py)."""
+        headers = request.headers
+        source = headers.get(SOURCE_HEADER, Source.traffic)
         if source not in Source.__members__:
             raise Refusal(400, f"header X-Inferwatch-Source: {source!r} is not one of {', '.join(Source)}")
         try:
+            for header in (REQUEST_ID_HEADER, RUN_HEADER):
+                check_identifier(header, headers.getlist(header))
             raw = await read_body(request, self.config.max_body_bytes)
+            body = parse_body(raw, self.config.max_json_depth)
+            body, options = read_options(body, n_may_be_null=operation is Operation.chat)
         except BodyTooLarge as exc:
             raise Refusal(413, str(exc)) from None
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise Refusal(400, f"request body is not valid JSON ({exc})") from None
-        if not isinstance(body, dict):
-            raise Refusal(400, "request body must be a JSON object")
-        return source, body
+        except InvalidRequest as exc:
+            raise Refusal(400, str(exc), param=exc.param) from None
+        return source, body, options
 
     def _route(self, body: dict[str, Any], source: str, headers: Headers) -> Route:
         try:
@@ -222,7 +305,7 @@ class Gateway:
             message = f"pool {route.pool}: no answer from {route.upstream} ({type(exc).__name__}: {exc})"
             self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_unreachable))
             raise Refusal(502, message, "upstream_error") from None
-        except BaseException:
+        except BaseException:  # cancelled: the client hung up (unless_client_leaves), or the server stops
             self.recorder.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
 
@@ -232,9 +315,15 @@ class Gateway:
         """The pool answered other than 200: a 4xx goes to the client as it came, a 5xx becomes a 502."""
         route = exchange.route
         try:
-            detail = (await upstream.read()).decode(errors="replace")
-        finally:
+            detail = (await read_answer_body(upstream, self.config.max_answer_bytes)).decode(errors="replace")
             upstream.release()
+        except (AnswerTooLarge, aiohttp.ClientError, TimeoutError) as exc:
+            detail = f"(the body could not be read: {type(exc).__name__}: {exc})"
+            upstream.close()
+        except BaseException:
+            upstream.close()
+            self.recorder.finish(exchange, CANCELLED_BEFORE_ANSWER)
+            raise
         message = f"pool {route.pool}: HTTP {upstream.status} from {route.upstream}: {detail[:500]}"
         kind = ErrorType.upstream_5xx if upstream.status >= 500 else ErrorType.upstream_4xx
         self.recorder.finish(exchange, Outcome(Status.error, message, kind))
@@ -246,21 +335,37 @@ class Gateway:
     async def _pass_answer(
         self, exchange: Exchange, upstream: aiohttp.ClientResponse, reply_headers: dict[str, str]
     ) -> Response:
-        """A whole answer: read, noted (usage, finish reason), recorded and passed on as it came."""
+        """A whole answer: read (bounded in size and time), checked, recorded and passed on as it came; an answer
+        that is not an OpenAI answer is recorded as an error and the client gets a 502 saying why."""
+        pool, timeout_s = exchange.route.pool, self.config.read_timeout_s
         try:
-            data = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(timeout_s):
+                data = await read_answer_body(upstream, self.config.max_answer_bytes)
+        except AnswerTooLarge as exc:
             upstream.close()
-            message = f"pool {exchange.route.pool}: response broke off ({type(exc).__name__}: {exc})"
+            outcome = Outcome(Status.error, f"pool {pool}: {exc}", ErrorType.malformed_stream)
+            self.recorder.finish(exchange, outcome)
+            return openai_error(502, outcome.error or "", "upstream_error", headers=reply_headers)
+        except TimeoutError:
+            upstream.close()
+            message = f"pool {pool}: the whole answer did not arrive within read_timeout_s = {timeout_s:g} s"
+            self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_timeout))
+            return openai_error(502, message, "upstream_error", headers=reply_headers)
+        except aiohttp.ClientError as exc:
+            upstream.close()
+            message = f"pool {pool}: response broke off ({type(exc).__name__}: {exc})"
             self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.stream_cut))
-            return openai_error(502, message, "upstream_error")
-        except BaseException:
+            return openai_error(502, message, "upstream_error", headers=reply_headers)
+        except BaseException:  # cancelled: the client hung up (unless_client_leaves), or the server stops
             upstream.close()
             self.recorder.finish(exchange, CANCELLED_BEFORE_ANSWER)
             raise
         upstream.release()
         now_ns = time.perf_counter_ns()
-        row = self.recorder.finish(exchange, note_answer(exchange, data), now_ns)
+        outcome = note_answer(exchange, data)
+        row = self.recorder.finish(exchange, outcome, now_ns)
+        if outcome.status is not Status.ok:
+            return openai_error(502, outcome.error or "", "upstream_error", headers=reply_headers)
         if refused := await self.recorder.acknowledge(row):  # journaled before the answer leaves
             return openai_error(503, refused, "service_unavailable", retry_after_s=1)
         content_type = upstream.headers.get("content-type", "application/json")

@@ -3,10 +3,14 @@ observed, forwarded.
 
 Pure: bytes in, bytes out, with the caller's monotonic timestamps. The relay notes the time of every
 event that carries generated tokens (every completions event, chat events with `delta.content`), the finish
-reason and the usage. When the gateway asked the upstream for usage on the client's behalf (`stream_options.
-include_usage`), the relay removes the usage-only event again, so that the client receives what the
-upstream would have sent it without the option: vLLM then puts `system_fingerprint` on the finish event
-instead, so the relay holds finish events back until the usage event (or the end) and moves it there.
+reason and the usage; with n > 1 choices, the time of each choice's tokens too (collector/gateway/timing.py).
+What it cannot read as an OpenAI stream (collector/gateway/answers.py: choices not a list of objects, usage
+counts that are not counts, an event that never ends) is a MalformedStream.
+
+When the gateway asked the upstream for usage on the client's behalf (`stream_options.include_usage`), the
+relay removes the usage-only event again, so that the client receives what the upstream would have sent it
+without the option: vLLM then puts `system_fingerprint` on the finish event instead, so the relay holds
+finish events back until the usage event (or the end) and moves it there.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.gateway.answers import OddAnswer, Usage, error_message, read_choices, read_finish_reason, read_usage
 from collector.gateway.sse import DONE, Event, EventParser
+
+MAX_CHOICES = 1024  # distinct choice indexes in one stream (n > 1); more is not an OpenAI stream
+MAX_EVENT_BYTES = 16 << 20  # one event (or line) still without its end: the relay's buffer
 
 
 class MalformedStream(ValueError):
@@ -32,10 +40,12 @@ class MalformedStream(ValueError):
 @dataclass
 class StreamObservation:
     content_ns: list[int] = field(default_factory=list)  # arrival of every event with generated text
+    choice_ns: dict[int, list[int]] = field(default_factory=dict)  # the same, per choice index (n > 1)
     finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
+    usage: Usage | None = None
     error: str | None = None  # an error event sent by the upstream
     done: bool = False  # saw `data: [DONE]`
+    data_events: int = 0  # events with a data field (keep-alive comments are not): the upstream idle timer
 
 
 def _has_content(choice: dict[str, Any]) -> bool:
@@ -48,8 +58,9 @@ def _has_content(choice: dict[str, Any]) -> bool:
 
 
 class StreamRelay:
-    def __init__(self, strip_usage: bool) -> None:
+    def __init__(self, strip_usage: bool, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.strip_usage = strip_usage
+        self.max_event_bytes = max_event_bytes
         self.seen = StreamObservation()
         self._parser = EventParser()
         self._held: list[bytes] = []  # finish events waiting for the usage event
@@ -64,6 +75,9 @@ class StreamRelay:
                     out += self._event(event, now_ns)
                 except MalformedStream as exc:
                     raise MalformedStream(str(exc), bytes(out)) from None
+        if self._parser.pending_bytes > self.max_event_bytes:
+            message = f"an event of over {self.max_event_bytes} bytes (no blank line ends it)"
+            raise MalformedStream(message, bytes(out))
         return bytes(out)
 
     def end(self) -> bytes:
@@ -80,34 +94,54 @@ class StreamRelay:
         payload = event.data
         if payload is None:  # comments and other fields pass through
             return framed
+        self.seen.data_events += 1
         if payload.strip() == DONE:
             self.seen.done = True
             self.done_event = framed
             return self._release()
         try:
             chunk = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedStream(f"data is not JSON: {payload[:200]!r}") from None
-        if not isinstance(chunk, dict):
+        if type(chunk) is not dict:
             raise MalformedStream(f"data is not a JSON object: {payload[:200]!r}")
         if "error" in chunk:
-            error = chunk["error"]
-            self.seen.error = str(error.get("message", error) if isinstance(error, dict) else error)
+            self.seen.error = error_message(chunk["error"])
             return self._release() + framed
-        choices = chunk.get("choices") or []
-        if any(_has_content(c) for c in choices if isinstance(c, dict)):
-            self.seen.content_ns.append(now_ns)
-        for choice in choices:
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                self.seen.finish_reason = str(choice["finish_reason"])
-        if chunk.get("usage"):
-            self.seen.usage = chunk["usage"]
-            if self.strip_usage and not choices:
-                return self._release(chunk.get("system_fingerprint"))
-        if self.strip_usage and choices and all(isinstance(c, dict) and c.get("finish_reason") for c in choices):
+        try:
+            choices = read_choices(chunk.get("choices"))
+            self._note(choices, now_ns)
+            usage = chunk.get("usage")
+            if usage is not None:
+                self.seen.usage = read_usage(usage)
+        except OddAnswer as exc:
+            raise MalformedStream(f"{exc}: {payload[:200]!r}") from None
+        if usage and self.strip_usage and not choices:
+            return self._release(chunk.get("system_fingerprint"))
+        if self.strip_usage and choices and all(c.get("finish_reason") for c in choices):
             self._held.append(framed)
             return b""
         return self._release() + framed
+
+    def _note(self, choices: list[dict[str, Any]], now_ns: int) -> None:
+        """The event's tokens (its time, overall and per choice) and finish reasons."""
+        stamped = False
+        for choice in choices:
+            if _has_content(choice):
+                if not stamped:
+                    self.seen.content_ns.append(now_ns)
+                    stamped = True
+                index = choice.get("index", 0)
+                if type(index) is not int or index < 0:
+                    raise OddAnswer(f"choices[].index is {index!r}, not a choice index")
+                stamps = self.seen.choice_ns.get(index)
+                if stamps is None:
+                    if len(self.seen.choice_ns) >= MAX_CHOICES:
+                        raise OddAnswer(f"more than {MAX_CHOICES} choices in one stream")
+                    stamps = self.seen.choice_ns[index] = []
+                stamps.append(now_ns)
+            if reason := read_finish_reason(choice):
+                self.seen.finish_reason = reason
 
     def _release(self, fingerprint: str | None = None) -> bytes:
         """Forward held finish events; the last one gets the fingerprint the usage event carried."""

@@ -5,12 +5,13 @@
                                       -> the split in force; ttl_s (optional): it lapses unless PUT again in time
     DELETE /admin/splits/{baseline}   -> {"cleared": <the split> | null}; traffic goes back to the baseline
 
-A bad split is a 400 naming the field. The collector binds loopback by default; anyone who can reach it can
-move traffic, so do not expose it beyond the hosts that run rollouts.
+A bad split is a 400 naming the field. PUT and DELETE need the admin token and GET the read token when tokens
+are set (collector/auth.py); SplitClient sends them from the environment (INFERWATCH_ADMIN_TOKEN or its _FILE).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collector.client.credentials import client_headers
 from collector.gateway.routes import Router, Split, SplitError
 from collector.state import CollectorError
 
@@ -75,17 +77,24 @@ def split_routes(router: Router) -> list[Route]:
 
 
 class SplitClient:
-    """The routes above, from another process (the rollout). RuntimeError naming the collector on failure."""
+    """The routes above, from another process (the rollout). RuntimeError naming the collector on failure.
+    It sends the admin token of the environment (client_headers) unless given `headers`."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json", **(client_headers("admin") if headers is None else headers)}
+
+    def __repr__(self) -> str:
+        return f"SplitClient({self.url!r})"  # never its headers: they hold the token
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         import httpx
 
+        content = None if body is None else json.dumps(body)
         try:
-            response = httpx.request(method, self.url + path, json=body, timeout=self.timeout_s)
+            response = httpx.request(method, self.url + path, content=content, headers=self.headers,
+                                     timeout=self.timeout_s)  # fmt: skip
         except httpx.HTTPError as exc:
             raise CollectorError(f"collector at {self.url}: no answer to {method} {path} ({exc})") from None
         if response.status_code != 200:

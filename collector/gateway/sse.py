@@ -50,6 +50,11 @@ class EventParser:
                 events.append(self._dispatch())
         return events
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held for an event (or line) whose end has not arrived: what a caller bounds."""
+        return len(self._line) + sum(map(len, self._lines))
+
     def end(self) -> Event | None:
         """The stream closed: the event it ended inside (no blank line after it), or None.
 

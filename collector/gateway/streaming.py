@@ -1,6 +1,10 @@
 """The ASGI response that relays a pool's event stream to the client (through collector/gateway/relay.py) and
 records the request when the stream ends, however it ends: done, broken off by the pool, or left by the client.
-When the pool ends the stream, the row is journaled before `data: [DONE]` (the last bytes) is relayed."""
+When the pool ends the stream, the row is journaled before `data: [DONE]` (the last bytes) is relayed.
+
+A pool that sends no data event for `idle_timeout_s` is cut, whatever else it sends: keep-alive comments and
+events without data do not reset the timer (aiohttp's sock_read, set to the same value, cuts a pool that
+sends nothing at all)."""
 
 from __future__ import annotations
 
@@ -40,10 +44,12 @@ class RelayResponse(StreamingResponse):
         upstream: aiohttp.ClientResponse,
         relay: StreamRelay,
         headers: Mapping[str, str],
+        idle_timeout_s: float = 600.0,
     ) -> None:
         # StreamingResponse for its headers (no content-length); __call__ below does the streaming
         super().__init__(iter(()), status_code=200, headers={**headers, "cache-control": "no-cache"}, media_type=SSE)
         self.recorder, self.exchange, self.upstream, self.relay = recorder, exchange, upstream, relay
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = Outcome(Status.cancelled, "client disconnected mid-stream", ErrorType.cancelled)
@@ -80,24 +86,37 @@ class RelayResponse(StreamingResponse):
         """Relay the stream until the pool ends it; returns how it ended and the bytes still to send."""
         pool = self.exchange.route.pool
         outcome = OK
+        relay, seen = self.relay, self.relay.seen
+        idle_ns = int(self.idle_timeout_s * 1e9)
+        data_events, last_data_ns = 0, time.perf_counter_ns()
         try:
             async for data in self.upstream.content.iter_any():
-                out = self.relay.feed(data, time.perf_counter_ns())
+                now_ns = time.perf_counter_ns()
+                out = relay.feed(data, now_ns)
+                if seen.data_events != data_events:
+                    data_events, last_data_ns = seen.data_events, now_ns
+                elif now_ns - last_data_ns > idle_ns:
+                    raise TimeoutError(f"no data event for {self.idle_timeout_s:g} s, only keep-alives")
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-            tail = self.relay.end()
+            tail = relay.end()
         except MalformedStream as exc:
             outcome = Outcome(Status.error, f"pool {pool}: malformed event stream ({exc})", ErrorType.malformed_stream)
             tail = exc.forward + _error_event(outcome.error or "")
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TimeoutError as exc:
+            why = str(exc) or f"nothing for {self.idle_timeout_s:g} s"
+            message = f"pool {pool}: stream stalled ({why}; read_timeout_s = {self.idle_timeout_s:g})"
+            outcome = Outcome(Status.error, message, ErrorType.upstream_timeout)
+            tail = _error_event(message)
+        except aiohttp.ClientError as exc:
             message = f"pool {pool}: stream broke off ({type(exc).__name__}: {exc})"
             outcome = Outcome(Status.error, message, ErrorType.stream_cut)
             tail = _error_event(message)
         else:
-            if self.relay.seen.error is not None:
-                message = f"pool {pool}: {self.relay.seen.error}"
+            if seen.error is not None:
+                message = f"pool {pool}: {seen.error}"
                 outcome = Outcome(Status.error, message, ErrorType.upstream_error_event)
-            elif not self.relay.seen.done:
+            elif not seen.done:
                 message = f"pool {pool}: stream ended before data: [DONE]"
                 outcome = Outcome(Status.error, message, ErrorType.stream_cut)
         return outcome, tail

@@ -6,11 +6,20 @@ Definitions are those of `vllm bench serve`:
 - ITL: the gaps between consecutive token chunks;
 - e2e: from sending the request to the last token chunk;
 - TPOT: (e2e - TTFT) / (completion_tokens - 1), undefined for fewer than two tokens.
+
+`vllm bench serve` sends n = 1. With n > 1 the choices' chunks interleave in one stream, and the gaps between
+chunks of different choices are not the time per token of any of them. Per choice i (choices_timing):
+- its tokens: its share of completion_tokens in proportion to its token chunks (exactly its chunk count when,
+  as vLLM streams by default, every chunk carries one token);
+- TPOT_i = (last_i - first_i) / (tokens_i - 1), undefined for fewer than two tokens;
+and for the request: TPOT = the mean of the defined TPOT_i; ITL = the gaps between consecutive chunks of
+the same choice (p50 and max over all choices); TTFT = the first token of any choice; e2e = the last token
+of any choice. With one choice this is exactly stream_timing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,4 +55,29 @@ def stream_timing(
         itl_p50_s=float(np.median(gaps)) if gaps.size else None,
         itl_max_s=float(gaps.max()) if gaps.size else None,
         e2e_s=e2e,
+    )
+
+
+def choices_timing(
+    started_ns: int, choices_ns: Collection[Sequence[int]], ended_ns: int, completion_tokens: int
+) -> StreamTiming:
+    """Timing of a request with several choices (n > 1), from each choice's token chunks (the module docstring)."""
+    chunks = [np.asarray(c, dtype=np.int64) for c in choices_ns if len(c)]
+    if len(chunks) <= 1:
+        return stream_timing(started_ns, chunks[0].tolist() if chunks else [], ended_ns, completion_tokens)
+    if any(np.any(np.diff(c) < 0) or c[0] < started_ns for c in chunks):
+        raise ValueError("chunk timestamps must be monotonic and after the request started")
+    events = sum(c.size for c in chunks)
+    tpots = []
+    for choice in chunks:
+        tokens = completion_tokens * choice.size / events
+        if tokens > 1:
+            tpots.append(float(choice[-1] - choice[0]) * NS / (tokens - 1))
+    gaps = np.concatenate([np.diff(c) for c in chunks]) * NS
+    return StreamTiming(
+        ttft_s=float(min(c[0] for c in chunks) - started_ns) * NS,
+        tpot_s=float(np.mean(tpots)) if tpots else None,
+        itl_p50_s=float(np.median(gaps)) if gaps.size else None,
+        itl_max_s=float(gaps.max()) if gaps.size else None,
+        e2e_s=float(max(c[-1] for c in chunks) - started_ns) * NS,
     )

@@ -3,10 +3,14 @@
 A real vLLM pool cannot be made to answer 5xx, send broken SSE or stall on demand; this server does, per
 model id (`arith@<pool>`): ok (a well-formed 3-token stream or JSON answer), err500, garbage (an event
 that is not JSON), truncated (closes the stream without [DONE]), slow (one token every 20 ms for 500
-tokens; notes when the client goes away). For the eval runner's faults, three pools answer "a+b=" prompts
-(completions and chat) with the right sum: sums, flaky (the first attempt of every request id gets a 503) and
-dying (answers its first DYING_AFTER requests, then only 500s). It runs an aiohttp server in a thread on a free
-loopback port.
+tokens; notes when the client goes away; a non-stream request waits 10 s for its answer and notes when the
+client goes away first). Pools outside POOLS that the gateway tests route to themselves
+(tests/collector/gateway/served.py): shapes (answers of the shape the request's `shape` field names, SHAPES and
+STREAM_SHAPES), pings (one token, then keep-alive comments every 50 ms and no data, until the client goes) and
+choices (n = 2: the two choices' tokens interleaved, CHOICE_GAP_S apart). For the eval runner's faults, three
+pools answer "a+b=" prompts (completions and chat) with the right sum: sums, flaky (the first attempt of every
+request id gets a 503) and dying (answers its first DYING_AFTER requests, then only 500s). It runs an aiohttp
+server in a thread on a free loopback port.
 """
 
 from __future__ import annotations
@@ -44,6 +48,85 @@ def _chunk(text: str, finish: str | None = None) -> bytes:
 
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 0}}
+ENORMOUS_BYTES = 3 << 20  # the `enormous` answers: over the 1 MiB the served gateway takes (served.py)
+
+
+def _answer(**fields: Any) -> dict[str, Any]:
+    return {"id": "c1", "object": "text_completion", "model": "arith@shapes",
+            "choices": [{"index": 0, "text": "46", "finish_reason": "stop"}], "usage": USAGE, **fields}  # fmt: skip
+
+
+def _usage(**fields: Any) -> dict[str, Any]:
+    return {**USAGE, **fields}
+
+
+# whole answers (non-stream) of the wrong shape, by name: the body the pool sends with status 200
+SHAPES: dict[str, bytes] = {
+    "ok": json.dumps(_answer()).encode(),
+    "usage_string": json.dumps(_answer(usage="lots")).encode(),
+    "usage_list": json.dumps(_answer(usage=[7, 3])).encode(),
+    "usage_count_string": json.dumps(_answer(usage=_usage(completion_tokens="3"))).encode(),
+    "usage_count_negative": json.dumps(_answer(usage=_usage(prompt_tokens=-7))).encode(),
+    "usage_count_huge": json.dumps(_answer(usage=_usage(completion_tokens=2**40))).encode(),
+    "usage_count_float": json.dumps(_answer(usage=_usage(completion_tokens=3.0))).encode(),
+    "usage_count_bool": json.dumps(_answer(usage=_usage(prompt_tokens=True))).encode(),
+    "usage_details_string": json.dumps(_answer(usage=_usage(prompt_tokens_details="none"))).encode(),
+    "choices_string": json.dumps(_answer(choices="46")).encode(),
+    "choices_number": json.dumps(_answer(choices=5)).encode(),
+    "choices_object": json.dumps(_answer(choices={"text": "46"})).encode(),
+    "choice_items_numbers": json.dumps(_answer(choices=[1, 2])).encode(),
+    "finish_reason_number": json.dumps(_answer(choices=[{"index": 0, "text": "46", "finish_reason": 5}])).encode(),
+    "finish_reason_huge": json.dumps(
+        _answer(choices=[{"index": 0, "text": "4", "finish_reason": "s" * 10_000}])
+    ).encode(),
+    "top_array": b"[1, 2]",
+    "top_number": b"7",
+    "top_string": b'"forty-six"',
+    "top_null": b"null",
+    "invalid_utf8": b'{"choices": [{"index": 0, "text": "\xff\xfe"}], "usage": {}}',
+    "not_json": b"<html>bad gateway</html>",
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+    "error_200": json.dumps({"error": {"message": "engine overloaded", "code": 500}}).encode(),
+    "enormous": json.dumps(_answer(choices=[{"index": 0, "text": "x" * ENORMOUS_BYTES}])).encode(),
+}
+
+
+def _data(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+_TOKEN = _chunk("4")
+# streams whose last data event before [DONE] (or whose only oddity) is of the wrong shape, by name
+STREAM_SHAPES: dict[str, bytes] = {
+    "ok": _TOKEN + _chunk("", "stop") + _event({"id": "c1", "choices": [], "usage": USAGE}),
+    "chunk_choices_string": _TOKEN + _data(b'{"id": "c1", "choices": "46"}'),
+    "chunk_choices_number": _TOKEN + _data(b'{"id": "c1", "choices": 5}'),
+    "chunk_choice_items_numbers": _TOKEN + _data(b'{"id": "c1", "choices": [1, 2]}'),
+    "chunk_finish_reason_number": _TOKEN
+    + _data(b'{"id": "c1", "choices": [{"index": 0, "text": "", "finish_reason": 5}]}'),
+    "chunk_index_string": _data(b'{"id": "c1", "choices": [{"index": "zero", "text": "4"}]}'),
+    "chunk_top_array": _TOKEN + _data(b"[1, 2]"),
+    "chunk_invalid_utf8": _TOKEN + _data(b'{"id": "c1", "choices": [{"index": 0, "text": "\xff"}]}'),
+    "chunk_deep": _TOKEN + _data(b"[" * 100_000 + b"]" * 100_000),
+    "usage_chunk_string": _TOKEN + _chunk("", "stop") + _event({"id": "c1", "choices": [], "usage": "lots"}),
+    "usage_chunk_count_string": _TOKEN
+    + _chunk("", "stop")
+    + _event({"id": "c1", "choices": [], "usage": _usage(completion_tokens="2")}),
+    "usage_chunk_count_negative": _TOKEN
+    + _chunk("", "stop")
+    + _event({"id": "c1", "choices": [], "usage": _usage(completion_tokens=-2)}),
+    "usage_chunk_count_float": _TOKEN
+    + _chunk("", "stop")
+    + _event({"id": "c1", "choices": [], "usage": _usage(prompt_tokens=7.5)}),
+    "usage_chunk_count_bool": _TOKEN
+    + _chunk("", "stop")
+    + _event({"id": "c1", "choices": [], "usage": _usage(prompt_tokens=False)}),
+    "usage_chunk_count_huge": _TOKEN
+    + _chunk("", "stop")
+    + _event({"id": "c1", "choices": [], "usage": _usage(prompt_tokens=10**30)}),
+    "endless_event": _TOKEN + b"data: " + b"x" * ENORMOUS_BYTES,  # no line end, ever: the relay's buffer
+}
+CHOICE_GAP_S = 0.25  # the `choices` pool: between consecutive events (of alternating choices)
 
 
 class FaultyUpstream:
@@ -89,6 +172,14 @@ class FaultyUpstream:
             return await self._sum(request, mode, body)
         if mode == "err500":
             return web.json_response({"object": "error", "message": "engine dead"}, status=500)
+        if mode == "shapes":
+            return await self._shape(request, body)
+        if mode == "pings" and body.get("stream"):
+            return await self._pings(request)
+        if mode == "choices" and body.get("stream"):
+            return await self._two_choices(request)
+        if mode == "slow" and not body.get("stream"):
+            return await self._slow_answer(request)
         if not body.get("stream"):
             answer = {"id": "c1", "object": "text_completion", "model": body["model"],
                       "choices": [{"index": 0, "text": "46", "finish_reason": "stop"}], "usage": USAGE}  # fmt: skip
@@ -118,6 +209,52 @@ class FaultyUpstream:
         await response.write(b"data: [DONE]\n\n")
         await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
         return response
+
+    async def _shape(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        if not body.get("stream"):
+            return web.Response(body=SHAPES[body["shape"]], content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(STREAM_SHAPES[body["shape"]])
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def _pings(self, request: web.Request) -> web.StreamResponse:
+        """One token, then keep-alive comments (and events without data) every 50 ms, never another data event."""
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_chunk("4"))
+        try:
+            for i in range(2000):  # 100 s
+                await response.write(b": ping\n\n" if i % 2 else b"event: ping\n\n")
+                await asyncio.sleep(0.05)
+        except ConnectionResetError:  # the client went away
+            self.cancelled.append(request.headers.get("x-request-id", "?"))
+        return response
+
+    async def _two_choices(self, request: web.Request) -> web.StreamResponse:
+        """n = 2, three tokens each, interleaved: choice 0 at 0, 2, 4 gaps; choice 1 at 1, 3, 5 gaps."""
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for step in range(6):
+            index, last = step % 2, step >= 4
+            choice = {"index": index, "text": str(step), "finish_reason": "length" if last else None}
+            await response.write(_event({"id": "c2", "object": "text_completion", "choices": [choice]}))
+            if step < 5:
+                await asyncio.sleep(CHOICE_GAP_S)
+        usage = {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}
+        await response.write(_event({"id": "c2", "choices": [], "usage": usage}))
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def _slow_answer(self, request: web.Request) -> web.Response:
+        """A whole answer after 10 s, unless the client goes away first (noted in `cancelled`)."""
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if request.transport is None or request.transport.is_closing():
+                self.cancelled.append(request.headers.get("x-request-id", "?"))
+                return web.Response(status=499)
+        return web.json_response(_answer())
 
     async def _sum(self, request: web.Request, mode: str, body: dict[str, Any]) -> web.StreamResponse:
         request_id = request.headers.get("x-request-id", "")

@@ -30,7 +30,8 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 # written out by hand: rows already in stores hold exactly these strings
 STORED: list[tuple[type[StrEnum], dict[str, str]]] = [
     (Status, {"ok": "ok", "error": "error", "cancelled": "cancelled"}),
-    (ErrorType, {"upstream_unreachable": "upstream_unreachable", "upstream_4xx": "upstream_4xx",
+    (ErrorType, {"upstream_unreachable": "upstream_unreachable", "upstream_timeout": "upstream_timeout",
+                 "upstream_4xx": "upstream_4xx",
                  "upstream_5xx": "upstream_5xx", "upstream_error_event": "upstream_error_event",
                  "malformed_stream": "malformed_stream", "stream_cut": "stream_cut", "cancelled": "cancelled"}),
     (Operation, {"text_completion": "text_completion", "chat": "chat"}),

@@ -23,12 +23,6 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FaultyUpstream]:
-    with FaultyUpstream() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream) -> Iterator[CollectorState]:
     home = tmp_path_factory.mktemp("collector")
     state = start_collector(home, upstream, max_body_bytes=4096)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from collector.gateway.answers import Usage
 from collector.gateway.relay import MalformedStream, StreamRelay
 
 # What a vLLM pool streams for a 2-token completion, with include_usage (as the gateway asks) ...
@@ -34,11 +37,7 @@ def relay_all(relay: StreamRelay, data: bytes, piece: int) -> bytes:
 def test_usage_asked_for_the_client_is_removed_again_byte_for_byte(piece: int) -> None:
     relay = StreamRelay(strip_usage=True)
     assert relay_all(relay, WITH_USAGE, piece) == WITHOUT_USAGE
-    assert relay.seen.usage == {
-        "prompt_tokens": 7,
-        "completion_tokens": 3,
-        "prompt_tokens_details": {"cached_tokens": 0},
-    }
+    assert relay.seen.usage == Usage(prompt_tokens=7, completion_tokens=3, cached_tokens=0)
     assert relay.seen.finish_reason == "stop"
     assert relay.seen.done
     assert len(relay.seen.content_ns) == 3  # the finish event is the third token (EOS decodes to "")
@@ -109,3 +108,34 @@ def test_keep_alive_comments_pass_through_and_carry_no_token() -> None:
     relay = StreamRelay(strip_usage=True)
     assert relay.feed(b": ping\r\n\r\n", 1) == b": ping\n\n"
     assert relay.seen.content_ns == []
+
+
+def test_interleaved_choices_are_stamped_per_choice() -> None:
+    relay = StreamRelay(strip_usage=False)
+    for now, index in [(10, 0), (20, 1), (30, 0), (40, 1), (50, 1)]:
+        relay.feed(b'data: {"choices":[{"index":%d,"text":"x"}]}\n\n' % index, now)
+    assert relay.seen.choice_ns == {0: [10, 30], 1: [20, 40, 50]}
+    assert relay.seen.content_ns == [10, 20, 30, 40, 50]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'data: {"choices": 5}\n\n', "choices is a number (5), not a list"),
+        (b'data: {"choices": ["a"]}\n\n', "choices holds a string ('a'), not an object"),
+        (b'data: {"choices": [{"index": -1, "text": "4"}]}\n\n', "choices[].index is -1, not a choice index"),
+        (b'data: {"choices": [], "usage": {"completion_tokens": "3"}}\n\n', "usage.completion_tokens is a string"),
+        (b'data: {"choices": [], "usage": 3}\n\n', "usage is a number (3), not an object"),
+        (b"data: " + b"[" * 50_000 + b"\n\n", "data is not JSON"),  # a RecursionError inside json.loads
+    ],
+)
+def test_events_of_the_wrong_shape_raise_malformed_stream(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedStream, match=re.escape(message)):
+        StreamRelay(strip_usage=True).feed(data, 1)
+
+
+def test_an_event_that_never_ends_is_malformed_once_over_the_limit() -> None:
+    relay = StreamRelay(strip_usage=True, max_event_bytes=100)
+    assert relay.feed(b"data: " + b"x" * 90, 1) == b""
+    with pytest.raises(MalformedStream, match="an event of over 100 bytes"):
+        relay.feed(b"x" * 20, 2)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collector.client.credentials import client_headers
 from collector.gateway.routes import Split
 from collector.gateway.splits import SplitClient
 from collector.state import CollectorState, health
@@ -59,7 +60,7 @@ def test_a_split_set_over_http_moves_traffic_and_load_but_not_the_canary(collect
     ],
 )
 def test_bad_splits_are_a_400_naming_the_field(collector: CollectorState, body: object, message: str) -> None:
-    response = httpx.put(f"{collector.url}/admin/splits", json=body, timeout=10)
+    response = httpx.put(f"{collector.url}/admin/splits", json=body, headers=client_headers("admin"), timeout=10)
     assert response.status_code == 400
     assert message in response.json()["error"]
     assert SplitClient(collector.url).list() == []
