@@ -1,14 +1,18 @@
 """`inferwatch collector up|down|status`: the collector as a background process, and how others reach its store.
 
 `up` starts `python -m collector.service` in its own session (so `down` signals exactly it), waits until
-/healthz answers, and records pid, URL and store in `<home>/collector.json`. `down` sends SIGTERM (the
-collector finishes requests in flight and flushes the store) and waits for the process to exit.
+/healthz answers, and records pid, URL and store in `<home>/collector.json`. A collector that exits at start
+is reported by the error it ended with (a corrupt store: the store's message, which names the file and what to
+do), not by its traceback; one that answers but is not healthy is started, and its faults are logged.
+`down` sends SIGTERM (the collector finishes requests in flight and flushes the store) and waits for the
+process to exit.
 Readers and writers reach the store through collector/store/door.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +23,7 @@ from typing import Any
 
 from collector.alerts.rules import load_alert_config
 from collector.service import CollectorConfig, load_fleet
-from collector.state import CollectorError, CollectorState, health
+from collector.state import CollectorError, CollectorState, faults_in, health
 from engine.ports import port_is_free
 
 Log = Callable[[str], None]
@@ -38,6 +42,26 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# the last line of a Python traceback: "package.module.Error: message" (or a bare class name)
+_RAISED = re.compile(r"^(?P<kind>[A-Za-z_][\w.]*(?:Error|Exception|Busy|Exit|Interrupt))(?:: (?P<message>.*))?$")
+
+
+def start_error(log_text: str) -> str | None:
+    """What a collector that exited at start died of, from its log: the message of the last exception its
+    traceback ends with (the lines of the message that follow it too), without the traceback; None when the log
+    holds no traceback."""
+    lines = log_text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return None
+    for i in range(len(lines) - 1, starts[-1], -1):
+        found = _RAISED.match(lines[i])
+        if found is not None and not lines[i].startswith(" "):
+            message = "\n".join([found.group("message") or "", *lines[i + 1 :]]).strip()
+            return message or found.group("kind")
+    return None
 
 
 def state_file(primary: Path, replica: int) -> Path:
@@ -85,10 +109,10 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
     while time.monotonic() < deadline:
         if process.poll() is not None:
             _STARTED.pop(process.pid, None)
-            raise CollectorError(
-                f"the collector exited at start ({process.returncode}); {log_path}:\n{_tail(log_path)}"
-            )
-        if health(url, timeout_s=1.0):
+            raise CollectorError(exited_at_start(process.returncode, log_path))
+        if (answer := health(url, timeout_s=1.0)) is not None:
+            if not answer["ok"]:
+                log(f"the collector at {url} is up but not healthy:\n{faults_in(answer)}")
             state = CollectorState(pid=process.pid, url=url, store=config.store_url, log=str(log_path))
             state.save(state_path)
             return state
@@ -97,6 +121,17 @@ def up(config: CollectorConfig, state_path: Path, log: Log = print, timeout_s: f
     process.wait()
     _STARTED.pop(process.pid, None)
     raise CollectorError(f"the collector did not answer within {timeout_s:.0f}s; {log_path}:\n{_tail(log_path)}")
+
+
+def exited_at_start(returncode: int, log_path: Path) -> str:
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        text = ""
+    error = start_error(text)
+    if error is None:
+        return f"the collector exited at start ({returncode}); {log_path}:\n{_tail(log_path)}"
+    return f"the collector exited at start ({returncode}): {error}\n(its log: {log_path})"
 
 
 def down(state_path: Path, log: Log = print, grace_s: float = 60.0) -> bool:

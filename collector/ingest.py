@@ -5,6 +5,10 @@ The journal, not RAM, absorbs a slow or absent store: memory does not grow with 
 mark (`high_water_rows`) and the overflow policy decide what the gateway does when the backlog passes it or
 the journal cannot be written (disk full): `fail-open` keeps serving and says so in /healthz ("degraded");
 `fail-closed` refuses new requests with 503 and Retry-After and never acknowledges an unjournaled row.
+
+`faults` is the collector's fault registry (collector/health.py): the committer reports into it as "committer"
+(its thread stopped, a commit stuck, commits failing in a row), and the other loops of the process get the same
+one, so that /healthz lists every fault.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.health import Faults
 from collector.journal.committer import Committer
 from collector.journal.segments import JournalError
 from collector.journal.writer import FsyncPolicy, Journal
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 
 OVERFLOW = ("fail-open", "fail-closed")
 JOURNAL_RETRY_S = 0.5  # after a failed journal write, how often /healthz and admission try the journal again
+COMMITTER = "committer"  # its part in /healthz's faults
+STUCK_AFTER_S = 120.0  # a commit running longer is a fault (the store hangs): DuckDB's lock wait is 10 s
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,18 @@ def writer_id(journal_dir: Path, name: str) -> str:
 class Ingest:
     """The collector's RowSink: `append` checks and journals; `durable` waits for the fsync policy."""
 
-    def __init__(self, store: Store, config: IngestConfig, name: str) -> None:
+    def __init__(self, store: Store, config: IngestConfig, name: str, *, faults: Faults | None = None) -> None:
         config.check()
         self.store, self.config = store, config
+        self.faults = Faults() if faults is None else faults
         self.journal = Journal(Path(config.journal_dir), fsync=FsyncPolicy.parse(config.fsync))
         self.writer_id = writer_id(Path(config.journal_dir), name)
-        self.committer = Committer(self.journal, store, self.writer_id, interval_s=config.commit_interval_s)
+        self.committer = Committer(
+            self.journal, store, self.writer_id, interval_s=config.commit_interval_s,
+            stuck_after_s=max(STUCK_AFTER_S, 10 * config.commit_interval_s),
+            report=lambda reason: self.faults.report(COMMITTER, reason, log),
+        )  # fmt: skip
+        self.faults.probe(COMMITTER, self.committer.fault, log)
         self.unjournaled = 0  # rows that could not be journaled (fail-open: the client still had its answer)
         self._journal_tried_at = -JOURNAL_RETRY_S
 

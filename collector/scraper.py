@@ -20,6 +20,9 @@ What the Ray export leaves out (seen on Ray 2.60 with vLLM 0.32):
 
 Rows: metric is one of METRICS; `scrape_up` is 1 for every pool of a URL that answered with an exposition, 0 when
 it did not (refused, timed out, HTTP error, not an exposition), the reason being logged with the URL.
+
+Faults (collector/health.py, part "scraper"): samples the sink refuses, the loop ending before it is stopped, or
+no scrape finishing for `stale_after_s` (a loop that hangs); each logged once, the recovery too.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ from types import TracebackType
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.health import Faults
 from collector.store.protocols import RowSink
 from engine.state import EngineState
 
 log = logging.getLogger(__name__)
 
+PART = "scraper"  # its part in /healthz's faults
 TABLE = "pool_samples"
 POOL_LABEL = "model_name"  # the served model id, e.g. arith@ref
 
@@ -247,6 +252,7 @@ class Scraper:
         interval_s: float = 5.0,
         timeout_s: float = 4.0,
         client: httpx.AsyncClient | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("interval_s and timeout_s must be > 0")
@@ -259,6 +265,13 @@ class Scraper:
         self._counters: dict[str, PrefixCacheCounters] = {}
         self._ratios: dict[str, float] = {}
         self._failing: dict[str, str] = {}  # url -> reason of its latest failure, while it fails
+        # a scrape that takes longer than this since the last one ended is a hung loop
+        self.stale_after_s = max(3 * interval_s, interval_s + 3 * timeout_s)
+        self._store_error: str | None = None  # why the sink refused the latest scrape's rows
+        self._ended: str | None = None  # why run() ended before it was stopped
+        self._beat: tuple[float, datetime] | None = None  # (monotonic, UTC) when run() last finished a scrape
+        self.faults = Faults() if faults is None else faults
+        self.faults.probe(PART, self.fault, log)
 
     def hit_ratios(self) -> dict[str, float]:
         """Per pool, the server's prefix-cache hit ratio over the latest scrape interval in which it looked up
@@ -278,15 +291,46 @@ class Scraper:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Scrape every `interval_s` (start to start) until `stop` is set."""
+        try:
+            await self._loop(stop)
+        except BaseException as exc:
+            if not stop.is_set():
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                self._ended = "was cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
+                self.faults.report(PART, self.fault(), log)
+            raise
+        finally:
+            self._beat = None
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         next_at = time.monotonic()
+        self._beat = (next_at, datetime.now(UTC))
         while not stop.is_set():
             try:
                 await self.scrape_once()
-            except Exception:  # scrapes do not raise; a sink that refuses rows must not end the loop either
-                log.exception("server metrics: could not store the samples of a scrape")
+                error = None
+            except Exception as exc:  # scrapes do not raise; a sink that refuses rows must not end the loop either
+                error = f"{type(exc).__name__}: {exc}"
+                log.debug("server metrics: could not store the samples of a scrape", exc_info=True)
+            if error != self._store_error:
+                self._store_error = error
+                self.faults.report(PART, self.fault(), log)
+            self._beat = (time.monotonic(), datetime.now(UTC))
             next_at = max(next_at + self.interval_s, time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=next_at - time.monotonic())
+
+    def fault(self, now: float | None = None) -> str | None:
+        """Why the scraper does not work now (a monotonic `now`), or None; /healthz shows it."""
+        if self._ended is not None:
+            return f"the scrape loop stopped ({self._ended}); restart the collector"
+        beat = self._beat
+        if beat is not None and (time.monotonic() if now is None else now) - beat[0] > self.stale_after_s:
+            return (f"no scrape has finished since {beat[1]:%Y-%m-%d %H:%M:%S} UTC (over {self.stale_after_s:g} s): "
+                    "the scrape loop hangs")  # fmt: skip
+        if self._store_error is not None:
+            return f"the samples of the latest scrape could not be stored ({self._store_error})"
+        return None
 
     async def _scrape(self, target: Target) -> list[PoolSample]:
         try:

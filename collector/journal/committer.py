@@ -6,6 +6,10 @@ deleted) and marks those done unread, then reads the rest and hands them to `tar
 transaction (rows and segment markers together), then marks them done. A failed cycle keeps the segments,
 logs its error once per distinct message (with the traceback) and backs off, exponentially with full jitter
 over [interval_s, min(max_backoff_s, interval_s * 2**failures)]. The thread never dies from an exception.
+
+`fault()` says what /healthz reports (collector/health.py): the thread stopped (it should not: anything it
+raises outside a cycle is caught and kept as the reason), a commit running for over `stuck_after_s` (the
+store hangs), or `failing_after` cycles in a row failed (the store's disk is full, its file was replaced).
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class Committer:
         max_segments: int = 8,
         max_backoff_s: float = 30.0,
         uniform: Callable[[], float] = random.random,
+        stuck_after_s: float = 120.0,
+        failing_after: int = 3,
+        report: Callable[[str | None], None] = lambda reason: None,
     ) -> None:
         self.journal = journal
         self.target = target
@@ -112,6 +119,11 @@ class Committer:
         self.max_segments = max_segments
         self.max_backoff_s = max_backoff_s
         self._uniform = uniform
+        self.stuck_after_s = stuck_after_s
+        self.failing_after = failing_after
+        self._report = report  # told fault() when it changes here (collector/health.py Faults.report)
+        self._cycle_since: tuple[float, datetime] | None = None  # (monotonic, UTC) start of the running cycle
+        self._died: str | None = None  # why the thread stopped, when it did without stop()
         self._state = CommitterState()
         self._state_lock = threading.Lock()
         self._cycle_lock = threading.Lock()  # one commit at a time: the thread's or flush()'s
@@ -147,9 +159,37 @@ class Committer:
         return True
 
     def _run(self) -> None:
-        delay = self.interval_s
-        while not self._stop.wait(delay):
-            delay = self.interval_s if self._cycle(stoppable=True) else self._delay()
+        try:
+            delay = self.interval_s
+            while not self._stop.wait(delay):
+                delay = self.interval_s if self._cycle(stoppable=True) else self._delay()
+        except BaseException as exc:  # outside a cycle: nothing should raise here, but a dead thread must say so
+            self._died = f"{type(exc).__name__}: {exc}"
+            log.debug("journal %s: the commit thread stopped", self.journal.directory, exc_info=exc)
+            self._report(self.fault())
+
+    def fault(self, now: float | None = None) -> str | None:
+        """Why committing is broken now (a monotonic `now`), or None; /healthz shows it."""
+        now = time.monotonic() if now is None else now
+        if self._died is not None:
+            return f"the commit thread stopped ({self._died}); restart the collector: the journal keeps the rows"
+        thread = self._thread
+        if thread is not None and not thread.is_alive() and not self._stop.is_set():
+            return "the commit thread is not running; restart the collector: the journal keeps the rows"
+        since = self._cycle_since
+        if since is not None and now - since[0] > self.stuck_after_s:
+            return (
+                f"a commit has been running since {since[1]:%Y-%m-%d %H:%M:%S} UTC (over {self.stuck_after_s:g} s): "
+                f"the store {self.target_name} does not answer"
+            )
+        s = self._state
+        if s.consecutive_failures >= self.failing_after:
+            return f"commits into the store keep failing, the journal holds the rows: {s.last_error}"
+        return None
+
+    @property
+    def target_name(self) -> str:
+        return str(getattr(self.target, "url", type(self.target).__name__))
 
     def _delay(self) -> float:
         return backoff_s(self._state.consecutive_failures, self.interval_s, self.max_backoff_s, self._uniform())
@@ -158,9 +198,13 @@ class Committer:
         """Commit until nothing is pending (or stop() is called); False, the error recorded, when a step failed."""
         try:
             with self._cycle_lock:
-                self.journal.seal()
-                while (pending := self.journal.pending()) and not (stoppable and self._stop.is_set()):
-                    self._commit(pending[: self.max_segments])
+                self._cycle_since = (time.monotonic(), datetime.now(UTC))
+                try:
+                    self.journal.seal()
+                    while (pending := self.journal.pending()) and not (stoppable and self._stop.is_set()):
+                        self._commit(pending[: self.max_segments])
+                finally:
+                    self._cycle_since = None
         except Exception as exc:
             self._failed(exc)
             return False
@@ -169,6 +213,7 @@ class Committer:
             self._state = replace(self._state, consecutive_failures=0, last_error=None)
         if failures:
             log.info("journal %s: commits resumed after %d failed attempts", self.journal.directory, failures)
+            self._report(self.fault())
         self._logged = None
         return True
 
@@ -204,3 +249,5 @@ class Committer:
         if message != self._logged:
             self._logged = message
             log.error("journal %s: cannot commit to the store: %s", self.journal.directory, message, exc_info=exc)
+        if self._state.consecutive_failures >= self.failing_after:
+            self._report(self.fault())

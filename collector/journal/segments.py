@@ -47,7 +47,7 @@ class SegmentFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.records = 0
         self.bytes = 0
 
@@ -77,7 +77,7 @@ class SegmentFile:
 
 
 def _lock(directory: Path) -> int:
-    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -97,7 +97,7 @@ class JournalDir:
     def __init__(self, directory: Path) -> None:
         self.path = directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # rows are for this user only
             self._lock_fd = _lock(directory)
         except OSError as exc:
             raise JournalError(f"{directory}: cannot open the journal ({exc})") from None
@@ -130,7 +130,7 @@ class JournalDir:
         """Write one block to a scratch file and remove it: OSError while the directory takes no writes (disk full)."""
         path = self.path / "PROBE"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 if os.write(fd, bytes(4096)) < 4096:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

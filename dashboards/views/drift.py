@@ -18,6 +18,7 @@ from dashboards.drift_view import (
     top_k_at,
     verdict_grid,
 )
+from dashboards.markdown import md, md_frame
 from dashboards.tokens import vocabulary
 from dashboards.ui import fetch
 
@@ -49,12 +50,19 @@ pool = st.selectbox("Pool", sorted(cells.pool.unique(), key=lambda p: (p not in 
 latest = rows[rows.pool == pool]
 run_id = latest.iloc[0].run_id
 verdicts = latest[latest.run_id == run_id]
-st.subheader(f"{pool} in canary run {run_id}")
-st.table(
-    pd.DataFrame([{"metric": r.metric, "value": r.value, "band": r.band_high, "p": r.p_value, "verdict": r.verdict,
-                   "evidence": evidence(r.evidence_json).get("evidence", "")} for r in verdicts.itertuples()]),
-    hide_index=True,
-)  # fmt: skip
+st.subheader(f"{md(pool)} in canary run {md(run_id)}")
+verdict_rows = [
+    {
+        "metric": r.metric,
+        "value": r.value,
+        "band": r.band_high,
+        "p": r.p_value,
+        "verdict": r.verdict,
+        "evidence": str(evidence(r.evidence_json).get("evidence", "")),
+    }
+    for r in verdicts.itertuples()
+]
+st.table(md_frame(pd.DataFrame(verdict_rows)), hide_index=True)  # fmt: skip
 
 st.subheader("Probe drill-down")
 probes = fetch("drift", "probe_outputs", run_id, pool).to_pylist()
@@ -62,7 +70,9 @@ reference = probes[0]["reference_pool"] if probes else None
 found = divergences(outputs([p for p in probes if p["pool"] == reference]),
                     outputs([p for p in probes if p["pool"] == pool != reference]))  # fmt: skip
 if not found:
-    st.info(f"No greedy outputs of {pool} and its reference in run {run_id}: nothing to compare token by token.")
+    st.info(
+        f"No greedy outputs of {md(pool)} and its reference in run {md(run_id)}: nothing to compare token by token."
+    )
     st.stop()
 
 
@@ -79,13 +89,13 @@ vocab = vocabulary(models.get(pool) or models.get(reference or "", ""))
 first = "–" if d.first is None else str(d.first)
 st.metric("First divergence (token index)", first, "hard mismatch" if d.hard else None, delta_color="inverse")
 left, right = st.columns(2)
-left.markdown(f"**{reference}** (reference, concurrency {d.reference.concurrency})")
+left.markdown(f"**{md(reference)}** (reference, concurrency {d.reference.concurrency})")
 left.code(d.reference.text or "(empty)", language=None)
-right.markdown(f"**{pool}** (concurrency {d.pool.concurrency})")
+right.markdown(f"**{md(pool)}** (concurrency {d.pool.concurrency})")
 right.code(d.pool.text or "(empty)", language=None)
 st.dataframe(side_by_side(d, vocab), hide_index=True)
 if d.first is not None:
     st.markdown(f"Top-5 logprobs at token {d.first}, as each side reported them")
     left, right = st.columns(2)
-    left.table(top_k_at(d.reference, d.first, vocab), hide_index=True)
-    right.table(top_k_at(d.pool, d.first, vocab), hide_index=True)
+    left.table(md_frame(top_k_at(d.reference, d.first, vocab)), hide_index=True)
+    right.table(md_frame(top_k_at(d.pool, d.first, vocab)), hide_index=True)

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.data import HINTS
+from dashboards.markdown import md, md_frame
 from dashboards.ui import fetch
 from dashboards.verdicts import eval_table, interval_frame, latest_runs
 
@@ -21,8 +22,9 @@ runs = list(dict.fromkeys(r["run_id"] for r in rows if r["suite"] == suite))  # 
 run_id = st.selectbox("Run", runs, index=runs.index(latest[suite]))
 run = [r for r in rows if r["suite"] == suite and r["run_id"] == run_id]
 reference = run[0]["reference_pool"]
-st.caption(f"Run {run_id} of {suite} ({run[0]['origin']}), {run[0]['recorded_at']:%Y-%m-%d %H:%M:%S} UTC, against "
-           f"{reference}: accuracy with its 95% Wilson interval; the difference from {reference} on the items both "
+st.caption(f"Run {md(run_id)} of {md(suite)} ({md(run[0]['origin'])}), {run[0]['recorded_at']:%Y-%m-%d %H:%M:%S} "
+           f"UTC, against {md(reference)}: accuracy with its 95% Wilson interval; the difference from {md(reference)} "
+           "on the items both "
            "scored with Newcombe's interval and McNemar's p (docs/EVALS.md).")  # fmt: skip
 
 
@@ -44,4 +46,4 @@ left, right = st.columns(2)
 left.altair_chart(interval_chart(interval_frame(run, "accuracy", "ci_low", "ci_high"), "Accuracy", "%", False))
 deltas = interval_frame([r for r in run if r["pool"] != reference], "delta", "delta_low", "delta_high")
 right.altair_chart(interval_chart(deltas, f"Paired difference from {reference}", "points", True))
-st.table(eval_table(run), hide_index=True)
+st.table(md_frame(eval_table(run)), hide_index=True)

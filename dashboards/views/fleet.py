@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboards import data
 from dashboards.fleet_figures import FIGURES, change_colour, changes, pool_figures, select, show, show_change, table
+from dashboards.markdown import md
 from dashboards.queries import FleetWindows
 from dashboards.ui import fetch, no_requests, window
 
@@ -27,7 +28,7 @@ else:
     st.caption(f"The {name}; changes against the {name.removeprefix('last ')} before.")
 
 for f in shown:
-    st.subheader(f"{f.pool} · {f.hardware or 'unknown hardware'} · {f.revision or 'no revision'}")
+    st.subheader(f"{md(f.pool)} · {md(f.hardware or 'unknown hardware')} · {md(f.revision or 'no revision')}")
     st.caption(f"{f.requests} request{'' if f.requests == 1 else 's'}")
     for column, figure in zip([*st.columns(4), *st.columns(4)], FIGURES, strict=True):
         change = delta[f.key][figure.key]

@@ -8,6 +8,7 @@ import json
 import streamlit as st
 
 from dashboards.data import HINTS, Unavailable, load
+from dashboards.markdown import md, md_frame
 from dashboards.verdicts import alert_history, delivery_table, gate_detail, gate_history, pretty_json
 
 st.title("Gates and alerts")
@@ -37,11 +38,11 @@ with gates_tab:
         gate = gates[chosen]
         detail = gate_detail(str(gate["detail_json"]))
         score = "–" if gate["score"] is None else f"{gate['score']:.0f}"
-        st.subheader(f"{gate['candidate']} against {gate['baseline']}: {str(gate['verdict']).upper()}")
-        st.markdown(f"Score **{score}** / 100, exit code {gate['exit_code']}. {detail.reason}")
-        st.caption(f"Window {detail.window.get('start', '?')} – {detail.window.get('end', '?')}; "
-                   f"sources {json.dumps(detail.sources)}; groups {json.dumps(detail.groups)}")  # fmt: skip
-        st.table(detail.metrics, hide_index=True)
+        st.subheader(f"{md(gate['candidate'])} against {md(gate['baseline'])}: {md(str(gate['verdict']).upper())}")
+        st.markdown(f"Score **{score}** / 100, exit code {gate['exit_code']}. {md(detail.reason)}")
+        st.caption(md(f"Window {detail.window.get('start', '?')} – {detail.window.get('end', '?')}; "
+                      f"sources {json.dumps(detail.sources)}; groups {json.dumps(detail.groups)}"))  # fmt: skip
+        st.table(md_frame(detail.metrics), hide_index=True)
 
 with alerts_tab:
     if (found := rows_of("alerts", "alert_changes", "deliveries", "pending_notifications")) is not None:
@@ -54,8 +55,8 @@ with alerts_tab:
             ids = list(dict.fromkeys(str(a["notification_id"]) for a in attempts))
             chosen_id = st.selectbox("Notification", ids)
             sent = next(a for a in attempts if a["notification_id"] == chosen_id)
-            st.caption(f"{sent['notification']} notification of {sent['rules']} to {sent['receiver']}, "
-                       f"{sent['alerts']} alert(s); the body as sent:")  # fmt: skip
+            st.caption(f"{md(sent['notification'])} notification of {md(sent['rules'])} to {md(sent['receiver'])}, "
+                       f"{md(sent['alerts'])} alert(s); the body as sent:")  # fmt: skip
             st.code(pretty_json(sent["body"] if isinstance(sent["body"], str) else None), language="json")
         if waiting:
             st.subheader("Not tried yet")

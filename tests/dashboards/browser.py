@@ -20,6 +20,22 @@ from websockets.sync.client import ClientConnection, connect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
+
+def until_healthy(process: subprocess.Popen[Any], url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the Streamlit server started as `process` answers its health check at `url`."""
+    deadline = time.monotonic() + timeout_s
+    while not streamlit_healthy(url):
+        assert process.poll() is None and time.monotonic() < deadline, "streamlit did not come up"
+        time.sleep(0.2)
+
+
+def streamlit_healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 # the app is done when the script has run (no "Running..." status widget, no skeleton) and content has arrived
 _RENDERED = """(() => {
   const running = document.querySelector('[data-testid="stStatusWidget"]');

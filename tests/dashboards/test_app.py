@@ -98,16 +98,17 @@ def test_drift_drill_down_shows_the_first_divergence_and_the_top_logprobs_there(
     assert side[""].tolist() == ["", "◀ first divergence", ""]
     reference_top, pool_top = at.table[1].value, at.table[2].value
     assert reference_top["token"].tolist() == ["'5' (9)", "'4' (8)", "'6' (10)", "'0' (4)", "'1' (5)"]
-    assert pool_top["token"].tolist() == ["'5' (9)", "'4' (8)", "'#' (48)"]
+    assert pool_top["token"].tolist() == ["'5' (9)", "'4' (8)", "'\\#' (48)"]  # Markdown of "'#' (48)"
     assert pool_top["logprob"].tolist() == [-0.03, -4.0, -9.5]
 
 
 def test_evals_show_accuracy_intervals_and_the_paired_difference(app: OpenApp) -> None:
     at = app("evals")
     rows = {r["pool"]: r for r in at.table[0].value.to_dict("records")}
-    assert rows["ref"]["accuracy"] == "90.0%" and rows["ref"]["95% CI"] == "[82.6%, 94.5%]"
-    assert rows["noisy"]["accuracy"] == "80.0%" and rows["noisy"]["95% CI"] == "[71.1%, 86.7%]"
-    assert rows["noisy"]["Δ vs ref"] == "-10.0 pts" and rows["noisy"]["Δ 95% CI"] == "[-17.0 pts, -3.0 pts]"
+    # st.table renders Markdown: its text cells are escaped (dashboards/markdown.py), "[" as "\["
+    assert rows["ref"]["accuracy"] == "90.0%" and rows["ref"]["95% CI"] == "\\[82.6%, 94.5%\\]"
+    assert rows["noisy"]["accuracy"] == "80.0%" and rows["noisy"]["95% CI"] == "\\[71.1%, 86.7%\\]"
+    assert rows["noisy"]["Δ vs ref"] == "-10.0 pts" and rows["noisy"]["Δ 95% CI"] == "\\[-17.0 pts, -3.0 pts\\]"
     assert rows["noisy"]["p"] == "0.002" and rows["noisy"]["verdict"] == "regressed"
 
 

@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.dashboards.browser import CHROMIUM, Browser
+from tests.dashboards.browser import CHROMIUM, Browser, until_healthy
 
 # INFERWATCH_SCREENSHOTS=docs/screenshots refreshes the README's pictures; otherwise they go to a temporary dir
 SCREENSHOTS = Path(os.environ.get("INFERWATCH_SCREENSHOTS", tempfile.gettempdir() + "/inferwatch-screenshots"))
@@ -47,23 +45,13 @@ def dashboard(seeded: Path, tmp_path: Path) -> Iterator[str]:
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith(f"dashboard at {url} on {seeded}")
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            assert process.poll() is None and time.monotonic() < deadline, "streamlit did not come up"
-            time.sleep(0.2)
+        until_healthy(process, url)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs the Debian chromium package (make installs it)")
