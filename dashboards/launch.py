@@ -23,6 +23,18 @@ class DashboardError(RuntimeError):
     """The dashboard did not start; the message names its log."""
 
 
+def check_bind(host: str, insecure_bind: bool) -> None:
+    """Streamlit has no authentication: the dashboard listens beyond loopback only when `insecure_bind` says so
+    (DashboardError otherwise; a warning on every start when it does)."""
+    from collector.auth import ExposedBind
+    from collector.auth import check_bind as check
+
+    try:
+        check(host, "the dashboard", "INFERWATCH_HOST", secured=False, insecure=insecure_bind)
+    except ExposedBind as exc:
+        raise DashboardError(f"{exc}; or reach it through an SSH tunnel (ssh -L 8501:127.0.0.1:8501 HOST)") from None
+
+
 def command(host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
@@ -38,19 +50,27 @@ def environment(store: str, collector_state: Path, base: Mapping[str, str]) -> d
     return {**base, STORE_VAR: str(store), COLLECTOR_STATE_VAR: str(collector_state), "PYTHONPATH": path}
 
 
-def exec_streamlit(host: str, port: int, store: str, collector_state: Path) -> None:
+def exec_streamlit(host: str, port: int, store: str, collector_state: Path, insecure_bind: bool = False) -> None:
     """Replace this process with Streamlit's server (Ctrl-C and signals reach it directly)."""
+    check_bind(host, insecure_bind)
     args = command(host, port)
     os.execve(args[0], args, environment(store, collector_state, os.environ))
 
 
 def start_streamlit(
-    host: str, port: int, store: str, collector_state: Path, log_path: Path, timeout_s: float = 60.0
+    host: str,
+    port: int,
+    store: str,
+    collector_state: Path,
+    log_path: Path,
+    timeout_s: float = 60.0,
+    insecure_bind: bool = False,
 ) -> Popen[bytes]:
     """Streamlit's server as a child process (its output in `log_path`), once it answers its health check.
-    DashboardError naming the log if it does not within `timeout_s`."""
+    DashboardError naming the log if it does not within `timeout_s` (or naming the host: check_bind)."""
     import httpx
 
+    check_bind(host, insecure_bind)
     args = command(host, port)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import httpx
 
 from engine.ports import port_is_free
-from engine.ray_head import Log, connect_ray, start_local_ray, stop_local_ray
+from engine.ray_head import Log, connect_ray, is_loopback, start_local_ray, stop_local_ray, use_ray_auth
 from engine.serve_app import APP_NAME, build_app, deployment_name, model_sources
 from engine.specs import PoolSet
 from engine.state import EngineConfig, EngineError, EngineState, PoolEndpoint
@@ -86,8 +86,24 @@ def openai_base(url: str) -> str:
     return url.rstrip("/").removesuffix("/v1") + "/v1"
 
 
-def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
-    """Deploy every pool and wait until each answers; on failure stop what was started."""
+def check_proxy_bind(host: str, insecure_bind: bool, log: Log) -> None:
+    """Serve's HTTP proxy has no authentication: beyond loopback it refuses to start unless `insecure_bind`."""
+    if is_loopback(host):
+        return
+    if not insecure_bind:
+        raise EngineError(
+            f"refusing to open the engine's HTTP proxy on {host} (INFERWATCH_HOST): it has no authentication, so "
+            "anyone who can reach it could use every pool. Bind 127.0.0.1 and put the collector (with "
+            "INFERWATCH_ADMIN_TOKEN and an API keys file) in front, or accept the risk with INFERWATCH_INSECURE_BIND=1"
+        )
+    log(f"INSECURE: the engine's HTTP proxy listens on {host} without authentication (INFERWATCH_INSECURE_BIND)")
+
+
+def up(pools: PoolSet, cfg: EngineConfig, log: Log = print, insecure_bind: bool = False) -> EngineState:
+    """Deploy every pool and wait until each answers; on failure stop what was started. Refuses a host beyond
+    loopback (check_proxy_bind) unless `insecure_bind`."""
+    if pools.deployed:
+        check_proxy_bind(cfg.host, insecure_bind, log)
     if cfg.state_path.exists():
         raise EngineError(
             f"{cfg.state_path}: an engine is already recorded as up; run `inferwatch engine status` "
@@ -112,7 +128,8 @@ def up(pools: PoolSet, cfg: EngineConfig, log: Log = print) -> EngineState:
     sources = model_sources(pools, cfg.models_dir)
     head_pid = None
     if not address:
-        address, head_pid = start_local_ray(cfg, log)
+        address, head_pid = start_local_ray(cfg, log, insecure_bind)
+        use_ray_auth(cfg)  # this process is a client of the head with the head's auth settings
     state = EngineState(
         spec=str(pools.source),
         ray_address=address,
@@ -203,6 +220,8 @@ def status(cfg: EngineConfig) -> tuple[EngineState, list[PoolStatus]]:
     state = EngineState.load(cfg.state_path)
     statuses: dict[str, tuple[str, str]] = {}
     if any(p.deployed for p in state.pools):
+        if state.ray_head_pid:
+            use_ray_auth(cfg)
         connect_ray(state.ray_address)
         statuses = _deployment_statuses()
     rows = []
@@ -226,6 +245,8 @@ def down(cfg: EngineConfig, log: Log = print) -> bool:
         return False
     if any(p.deployed for p in state.pools):
         try:
+            if state.ray_head_pid:
+                use_ray_auth(cfg)
             connect_ray(state.ray_address)
             from ray import serve
 

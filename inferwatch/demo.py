@@ -64,7 +64,9 @@ def ensure_engine(settings: Settings, cfg: EngineConfig, log: Log) -> tuple[Engi
             log(f"recorded engine is unusable ({exc})")
         log("stopping the recorded engine before starting again")
         lifecycle.down(cfg, log=log)
-    return lifecycle.up(load_pools(settings.spec, settings.prices), cfg, log=log), False
+    return lifecycle.up(
+        load_pools(settings.spec, settings.prices), cfg, log=log, insecure_bind=settings.insecure_bind
+    ), False
 
 
 def complete(base_url: str, model: str, prompt: str, **params: Any) -> tuple[dict[str, Any], float]:
@@ -284,7 +286,7 @@ def start_dashboard(settings: Settings, gateway: CollectorState, port: int, log:
         return Demo(0, None, url)
     log(f"starting the dashboard on {gateway.store}")
     process = start_streamlit(settings.host, port, gateway.store, settings.collector_state,
-                              settings.home / "dashboard.log")  # fmt: skip
+                              settings.home / "dashboard.log", insecure_bind=settings.insecure_bind)  # fmt: skip
     return Demo(0, process, url)
 
 

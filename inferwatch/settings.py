@@ -37,6 +37,14 @@ class Settings(BaseModel):
     overflow: str = Field(default="fail-open", description="at the journal's high-water mark: fail-open or fail-closed")
     high_water_rows: int = Field(default=500_000, ge=1, description="journal backlog (rows) that counts as trouble")
     scrape_interval_s: float = Field(default=5.0, gt=0, description="how often the collector reads server metrics")
+    # authentication (docs/SECURITY.md); the tokens are read from INFERWATCH_ADMIN_TOKEN / INFERWATCH_READ_TOKEN
+    # (or their _FILE forms) by collector/auth.py and never held here, so no settings dump can show them
+    insecure_bind: bool = Field(
+        default=False, description="let servers listen beyond loopback without authentication (warned at each start)"
+    )
+    api_keys: Path | None = Field(default=None, description="client API keys file (sha256 of each key -> tenant)")
+    allowed_hosts: str = Field(default="", description="extra Host names the collector answers to, comma-separated")
+    metrics_public: bool = Field(default=False, description="/metrics without the read token when tokens are set")
 
     @property
     def engine_state(self) -> Path:
@@ -58,6 +66,10 @@ class Settings(BaseModel):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def allowed_host_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.allowed_hosts.split(",") if name.strip())
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -38,10 +38,23 @@ def inferwatch(*args: str, timeout: float = 900, env: dict[str, str] | None = No
 
 def flush_collector(url: str, timeout_s: float = 90.0) -> int:
     """Have the collector at `url` commit its journal now (POST /admin/flush), so that a reader of the store sees
-    every request it has answered. Returns how many rows that committed; fails the test when the commit fails."""
-    response = httpx.post(f"{url}/admin/flush", timeout=timeout_s)
+    every request it has answered. Returns how many rows that committed; fails the test when the commit fails.
+    Sends the admin token of the environment when one is set (collector/auth.py), and JSON: a bare POST is refused."""
+    from collector.client.credentials import client_headers
+
+    headers = {"Content-Type": "application/json", **client_headers("admin")}
+    response = httpx.post(f"{url}/admin/flush", content=b"{}", headers=headers, timeout=timeout_s)
     assert response.status_code == 200, f"POST {url}/admin/flush: {response.status_code} {response.text}"
     return int(response.json()["committed"])
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Any]:
+    """A scripted OpenAI-like pool server that misbehaves on demand (tests/collector/faulty_upstream.py)."""
+    from tests.collector.faulty_upstream import FaultyUpstream  # it imports this module
+
+    with FaultyUpstream() as server:
+        yield server
 
 
 def engine_flags(home: Path) -> list[str]:

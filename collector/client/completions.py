@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from collector.client.credentials import client_headers
 from collector.gateway.sse import DONE, read_data
 from collector.loadgen.runner import error_message
 
@@ -51,8 +52,10 @@ async def post_json(
     """The decoded 200 answer and how many attempts it took; RequestFailed after `retries` retries.
 
     `stream`: the answer is asked for as server-sent events and put back together in the shape of a whole
-    answer (StreamedAnswer), so that the gateway measures TTFT and TPOT on these requests too.
+    answer (StreamedAnswer), so that the gateway measures TTFT and TPOT on these requests too. The client API key
+    of the environment (INFERWATCH_API_KEY) is sent unless `headers` carry an Authorization of their own.
     """
+    headers = {**client_headers("client"), **headers}
     last, transient = "", True
     for attempt in range(retries + 1):
         try:

@@ -16,6 +16,7 @@ from typing import Literal
 
 import httpx
 
+from collector.client.credentials import client_headers
 from collector.fleet.report import PoolReport, Window, fleet_report, last_scrape
 from collector.loadgen.runner import LoadConfig, LoadResult, run_load
 from collector.loadgen.workloads import WorkItem, arith_workload, prefix_workload, random_workload
@@ -69,7 +70,7 @@ def gateway_pools(base_url: str) -> dict[str, str]:
     """pool -> model id, as the gateway's /v1/models lists them."""
     url = base_url.rstrip("/") + "/v1/models"
     try:
-        response = httpx.get(url, timeout=10)
+        response = httpx.get(url, headers=client_headers("client"), timeout=10)
         response.raise_for_status()
         return {m["owned_by"]: m["id"] for m in response.json()["data"]}
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:

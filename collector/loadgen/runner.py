@@ -33,6 +33,7 @@ import aiohttp
 import numpy as np
 from tqdm import tqdm
 
+from collector.client.credentials import client_headers
 from collector.gateway.sse import DONE, read_data
 from collector.gateway.timing import NS, stream_timing
 from collector.loadgen.arrivals import arrival_gaps, arrival_offsets, check_rate
@@ -59,7 +60,7 @@ class LoadConfig:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     timeout_s: float = 600.0  # per request, connect to last byte
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a client API key: never in a repr or a log
     spread_over: tuple[str, ...] = ()  # more base URLs (other gateways): request i goes to base_urls[i % n]
 
     def __post_init__(self) -> None:
@@ -175,8 +176,8 @@ class _Runner:
             SOURCE_HEADER: Source.load.value,
             RUN_HEADER: config.run_id,
         }
-        if config.api_key:
-            self.headers["Authorization"] = f"Bearer {config.api_key}"
+        # the run's key, else the client API key of the environment (INFERWATCH_API_KEY), else none
+        self.headers |= {"Authorization": f"Bearer {config.api_key}"} if config.api_key else client_headers("client")
         self.start = time.perf_counter_ns()
 
     def body(self, model: str, item: WorkItem) -> bytes:

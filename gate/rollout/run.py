@@ -80,7 +80,8 @@ def check_start(plan: RolloutPlan, clients: Sequence[SplitClient]) -> dict[str, 
             raise RolloutError(
                 f"pool {plan.baseline} already has a split ({held[0]['baseline']}={held[0]['candidate']}:"
                 f"{held[0]['weight']}) at {client.url}: another rollout runs, or a split from `collector up --split`; "
-                f"clear it with `curl -X DELETE {client.url}/admin/splits/{plan.baseline}` when it is yours"
+                f"clear it with `curl -X DELETE -H 'Content-Type: application/json' -H \"Authorization: Bearer "
+                f'$INFERWATCH_ADMIN_TOKEN" {client.url}/admin/splits/{plan.baseline}` when it is yours'
             )
     return found[0]
 

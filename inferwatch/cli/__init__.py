@@ -31,6 +31,8 @@ ERROR_EXIT_CODES: dict[str, int] = {
     "canary.probes.ProbeError": EXIT_BAD_INPUT,
     "evals.suites.SuiteError": EXIT_BAD_INPUT,
     "evals.lm_eval_import.SamplesError": EXIT_BAD_INPUT,
+    "collector.auth.AuthConfigError": EXIT_BAD_INPUT,
+    "collector.auth.ExposedBind": EXIT_BAD_INPUT,
     # a runtime failure: an engine, collector or store that is not there or did not do its part
     "engine.state.EngineError": EXIT_FAILURE,
     "collector.state.CollectorError": EXIT_FAILURE,

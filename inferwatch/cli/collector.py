@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inferwatch.cli.options import EXIT_FAILURE, HOME, STORE, log, parse_duration, positive_int, settings
+from inferwatch.cli.options import EXIT_FAILURE, EXPOSE, HOME, STORE, log, parse_duration, positive_int, settings
 from inferwatch.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -16,10 +16,16 @@ if TYPE_CHECKING:
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     collector = commands.add_parser(
-        "collector", parents=[HOME, STORE], help="the gateway, store and metrics scraper in front of the pools"
+        "collector", parents=[HOME, STORE, EXPOSE], help="the gateway, store and metrics scraper in front of the pools"
     )
     collector.add_argument("action", choices=["up", "status", "down"])
     collector.add_argument("--collector-port", type=int, help="the collector's HTTP port (default 8090)")
+    collector.add_argument(
+        "--host", help="the address to listen on (default 127.0.0.1; beyond loopback needs INFERWATCH_ADMIN_TOKEN)"
+    )
+    collector.add_argument(
+        "--api-keys", type=Path, help="client API keys file: /v1 needs a key, its tenant is in every row"
+    )
     collector.add_argument(
         "--split", action="append", metavar="BASELINE=CANDIDATE:WEIGHT",
         help="send a share of one pool's traffic to another, e.g. ref=bf16:0.1 (repeatable)",
@@ -56,7 +62,9 @@ def collector_config(
         host=settings.host, port=port, splits=tuple(splits), scrape_interval_s=settings.scrape_interval_s,
         alert_rules=str(alert_rules) if alert_rules else None, alert_interval_s=alert_interval_s,
         journal_dir=str(settings.journal_root / f"gw-{port}"), fsync=settings.fsync, overflow=settings.overflow,
-        high_water_rows=settings.high_water_rows,
+        high_water_rows=settings.high_water_rows, api_keys=str(settings.api_keys) if settings.api_keys else None,
+        allowed_hosts=settings.allowed_host_names, metrics_public=settings.metrics_public,
+        insecure_bind=settings.insecure_bind,
     )  # fmt: skip
 
 
@@ -74,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
 def up(settings: Settings, configs: Sequence[CollectorConfig]) -> int:
     from collector import daemon
     from collector.alerts.rules import AlertConfigError
+    from collector.auth import AuthConfigError, ExposedBind, check_collector_auth
     from collector.gateway.routes import SplitError
     from collector.ingest import IngestConfig
     from collector.store.door import open_store
     from collector.store.errors import StoreBusy, StoreError
 
     config = configs[0]
+    try:
+        check_collector_auth(config.host, config.api_keys, config.insecure_bind)  # the child would exit on these
+    except (AuthConfigError, ExposedBind) as exc:
+        raise SettingsError(f"collector: {exc}") from None
     try:
         IngestConfig(config.journal_dir, config.fsync, config.high_water_rows, config.overflow).check()
         open_store(config.store_url).close()  # created and migrated once, before the gateways race to do it

@@ -6,13 +6,13 @@ import argparse
 
 from inferwatch.cli.collector import collector_config
 from inferwatch.cli.engine import engine_config
-from inferwatch.cli.options import ENGINE, EXIT_INTERRUPTED, HOME, log, positive_int, settings
+from inferwatch.cli.options import ENGINE, EXIT_INTERRUPTED, EXPOSE, HOME, log, positive_int, settings
 from inferwatch.settings import SettingsError
 
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
-        "demo", parents=[ENGINE, HOME],
+        "demo", parents=[ENGINE, HOME, EXPOSE],
         help="the whole job: pools, load, canary, evals, gates, alerts, then the dashboard until Ctrl-C",
     )  # fmt: skip
     demo.add_argument("--dashboard-port", type=int, default=8501, help="the dashboard's port (default 8501)")

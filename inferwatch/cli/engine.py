@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from inferwatch.cli.options import ENGINE, EXIT_FAILURE, HOME, log, settings
+from inferwatch.cli.options import ENGINE, EXIT_FAILURE, EXPOSE, HOME, log, settings
 from inferwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     engine = commands.add_parser(
-        "engine", parents=[ENGINE, HOME], help="deploy the pools of a spec on Ray Serve (vLLM)"
+        "engine", parents=[ENGINE, HOME, EXPOSE], help="deploy the pools of a spec on Ray Serve (vLLM)"
     )
     engine.add_argument("action", choices=["up", "status", "down"])
     engine.set_defaults(func=run)
@@ -45,7 +45,7 @@ def up(settings: Settings) -> int:
     from inferwatch.report import print_table
 
     cfg = engine_config(settings)
-    state = lifecycle.up(load_pools(settings.spec, settings.prices), cfg, log=log)
+    state = lifecycle.up(load_pools(settings.spec, settings.prices), cfg, log=log, insecure_bind=settings.insecure_bind)
     print_table(lifecycle.as_rows(state), title=f"pools of {settings.spec} are up")
     if state.metrics_url:
         print(f"server metrics (vllm, serve): {state.metrics_url}")

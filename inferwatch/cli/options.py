@@ -105,6 +105,12 @@ ENGINE.add_argument("--port", type=int, help="engine HTTP port (default 8000)")
 ENGINE.add_argument("--ray-port", type=int, help="port of the local Ray head (default 6379)")
 ENGINE.add_argument("--metrics-port", type=int, help="Ray metrics export port (default 8079)")
 
+EXPOSE = _parent()
+EXPOSE.add_argument(
+    "--insecure-bind", action="store_true", default=None,
+    help="listen beyond loopback without authentication (INFERWATCH_INSECURE_BIND=1; warned at every start)",
+)  # fmt: skip
+
 
 def settings(args: argparse.Namespace) -> Settings:
     """The settings of this command line: defaults, INFERWATCH_* variables, then the flags it has."""
@@ -119,6 +125,9 @@ def settings(args: argparse.Namespace) -> Settings:
         fsync=getattr(args, "fsync", None),
         overflow=getattr(args, "overflow", None),
         high_water_rows=getattr(args, "high_water_rows", None),
+        host=getattr(args, "host", None),
+        insecure_bind=getattr(args, "insecure_bind", None),
+        api_keys=getattr(args, "api_keys", None),
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from collector import daemon
+from collector.client.credentials import client_headers
 from collector.store.door import open_reader
 from tests.collector.faulty_upstream import FaultyUpstream, start_collector
 
@@ -59,7 +60,9 @@ def test_sigkill_under_load_loses_no_acknowledged_row_and_duplicates_none(tmp_pa
         time.sleep(0.5)
         second = start_collector(tmp_path, upstream)  # same journal directory: replays what the first left
         try:
-            flushed = httpx.post(f"{second.url}/admin/flush", timeout=60).json()
+            flushed = httpx.post(
+                f"{second.url}/admin/flush", json={}, headers=client_headers("admin"), timeout=60
+            ).json()
             health = httpx.get(f"{second.url}/healthz").json()
         finally:
             daemon.down(tmp_path / "collector.json")

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from collector import daemon
+from collector.client.credentials import client_headers
 from collector.state import CollectorState
 from collector.store.door import open_reader, open_store
 from collector.store.postgres import PostgresServer, TempPostgres, find_bin_dir
@@ -297,7 +298,7 @@ def store_held(url: str, server: PostgresServer | None) -> Iterator[Callable[[],
 def flush_in_background(url: str) -> threading.Thread:
     def flush() -> None:
         with contextlib.suppress(httpx.HTTPError):  # the collector is killed under it
-            httpx.post(f"{url}/admin/flush", timeout=90)
+            httpx.post(f"{url}/admin/flush", json={}, headers=client_headers("admin"), timeout=90)
 
     thread = threading.Thread(target=flush, daemon=True)
     thread.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,12 +12,6 @@ import pytest
 
 from collector.client.completions import RequestFailed, StreamedAnswer, post_json
 from tests.collector.faulty_upstream import USAGE, FaultyUpstream
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FaultyUpstream]:
-    with FaultyUpstream() as server:
-        yield server
 
 
 def ask(upstream: FaultyUpstream, pool: str, body: dict[str, Any], stream: bool) -> tuple[dict[str, Any], int]:

@@ -29,12 +29,6 @@ LISTED = {"baseline": "ok", "candidate": "sums", "weight": 0.5}
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FaultyUpstream]:
-    with FaultyUpstream() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory, upstream: FaultyUpstream) -> Iterator[list[CollectorState]]:
     home = tmp_path_factory.mktemp("many-gateways")
     try:
