@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bench.connection_flood import FLOOD
 from collector import daemon
 from collector.auth import key_digest
 from collector.gateway.http_limits import uvicorn_options
@@ -533,3 +535,37 @@ def test_streams_are_limited_per_tenant_and_in_total_and_released_however_they_e
         time.sleep(0.25)
     assert codes == [200, 200, 429]
     assert collector.rows("lim-a2") == [] and collector.rows("lim-c0") == []  # the refused leave no row
+
+
+def test_500_slow_clients_holding_connections_do_not_stop_real_requests(tmp_path: Path) -> None:
+    """The connection flood of bench/connection_flood.py (its TTFT ratio is in BENCHMARKS.md): 500 clients each
+    holding a connection with a request head that trickles in, cut at 10 s and back at once; meanwhile real
+    streamed requests are all answered whole and recorded, and the collector serves after."""
+    with FaultyUpstream() as upstream:
+        state = start_collector(tmp_path, upstream)  # the default limits
+        port = int(state.url.rsplit(":", 1)[1])
+        flood = subprocess.Popen(
+            ["nice", "-n", "19", sys.executable, "-c", FLOOD, str(port), "500"], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert flood.stdout is not None
+            ready, _, _ = select.select([flood.stdout], [], [], 120)
+            assert ready and flood.stdout.readline().strip() == "ready", "the 500 slow clients did not connect"
+            connected = time.monotonic()
+            body = {"model": "arith@ok", "prompt": "1+1=", "max_tokens": 3, "stream": True}
+            for i in range(20):
+                reply = httpx.post(f"{state.url}/v1/completions", json=body, headers={"x-request-id": f"flood-{i}"},
+                                   timeout=30)  # fmt: skip
+                assert reply.status_code == 200 and reply.text.rstrip().endswith("data: [DONE]"), reply.text
+            flush_collector(state.url)
+            with open_reader(state.store) as store:
+                rows = store.query("SELECT status, count(*) AS n FROM requests WHERE id LIKE 'flood-%' GROUP BY 1")
+            assert rows.to_pylist() == [{"status": "ok", "n": 20}]
+            assert httpx.get(f"{state.url}/healthz", timeout=10).status_code == 200
+            time.sleep(max(0.0, connected + 12.0 - time.monotonic()))  # each slow client is cut once (10 s)
+        finally:
+            flood.send_signal(signal.SIGINT)
+            out, _ = flood.communicate(timeout=60)
+            daemon.down(tmp_path / "collector.json")
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["connects"] >= 1000 and stats["answered_408"] >= 500 and stats["connect_errors"] == 0, stats
