@@ -140,7 +140,7 @@ def test_a_store_damaged_under_a_reader_is_named_corrupt_at_query_time(tmp_path:
 
 DROP_TO_NOBODY = """
 import os, sys
-import collector.fleet.report, collector.store.door, inferwatch.cli, inferwatch.cli.fleet  # before the drop
+import collector.fleet.report, collector.store.door, inferwatch.cli, inferwatch.cli.fleet, inferwatch.report  # before
 os.setgid(65534)
 os.setuid(65534)
 sys.exit(inferwatch.cli.main(sys.argv[1:]))
