@@ -6,7 +6,8 @@ recorded with source `canary`). The only module of the canary that does I/O.
 - generation: `temperature` 0 (greedy) or a production temperature with a `seed`, `logprobs: K` and
   `return_tokens_as_token_ids`, so that tokens compare by id ("token_id:17") and not by how they decode.
 
-Tokens are keyed by id everywhere: two tokens can decode to the same text.
+Tokens are keyed by id everywhere: two tokens can decode to the same text. Each request names its work item
+(ITEM_HEADER) as `probe:mode:seed` (the modes of the probes table), so two pools' rows compare item by item.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 from canary.probes import Probe
 from collector.client.completions import RequestFailed, post_json
 from collector.client.targets import PoolTarget
-from collector.vocabulary import RUN_HEADER, SOURCE_HEADER, Source
+from collector.vocabulary import ITEM_HEADER, RUN_HEADER, SOURCE_HEADER, Source
 
 
 class CanaryError(RuntimeError):
@@ -47,6 +48,11 @@ class Generated:
     concurrency: int = 1
 
 
+def item_id(probe: Probe, mode: str, seed: int | None) -> str:
+    """The work item a canary request is: `probe:mode:seed` (seed `-` when there is none)."""
+    return f"{probe.id}:{mode}:{'-' if seed is None else seed}"
+
+
 class PoolClient:
     def __init__(self, target: PoolTarget, http: httpx.AsyncClient, retries: int = 2) -> None:
         self.target = target
@@ -54,11 +60,12 @@ class PoolClient:
         self.retries = retries
         self.headers = {SOURCE_HEADER: Source.canary.value, RUN_HEADER: target.run_id}
 
-    async def _complete(self, probe: Probe, body: dict[str, Any]) -> dict[str, Any]:
+    async def _complete(self, probe: Probe, body: dict[str, Any], mode: str) -> dict[str, Any]:
         url = f"{self.target.base_url}/completions"
+        headers = {**self.headers, ITEM_HEADER: item_id(probe, mode, body.get("seed"))}
         try:
             answer, _ = await post_json(
-                self.http, url, {"model": self.target.model, **body}, self.headers, retries=self.retries
+                self.http, url, {"model": self.target.model, **body}, headers, retries=self.retries
             )
         except RequestFailed as exc:
             raise CanaryError(f"pool {self.target.pool}, probe {probe.id}: {exc}") from None
@@ -67,7 +74,7 @@ class PoolClient:
     async def score(self, probe: Probe, top_k: int) -> Scored:
         answer = await self._complete(
             probe, {"prompt": probe.prompt + probe.continuation, "max_tokens": 1, "temperature": 0,
-                    "prompt_logprobs": top_k},
+                    "prompt_logprobs": top_k}, "teacher_forced",
         )  # fmt: skip
         try:
             entries = answer["choices"][0]["prompt_logprobs"][1:]  # the first token has no context
@@ -85,7 +92,7 @@ class PoolClient:
         }  # fmt: skip
         if seed is not None:
             body["seed"] = seed
-        answer = await self._complete(probe, body)
+        answer = await self._complete(probe, body, "sampled" if temperature > 0 else f"greedy@{concurrency}")
         try:
             choice = answer["choices"][0]
             logprobs = choice["logprobs"] or {}

@@ -176,12 +176,13 @@ class ApiKeys:
 
 
 def need_of(method: str, path: str, metrics_public: bool) -> Need:
-    """What a request must show: /v1 a client key (when keys are configured); /healthz nothing (its details need
-    the read token); other reads the read token (/metrics too unless public); anything else the admin token."""
-    if path.startswith("/v1/"):
+    """What a request must show: /v1, /tokenize and /detokenize a client key (when keys are configured); /healthz,
+    /health and /version nothing (/healthz's details need the read token); other reads the read token (/metrics
+    too unless public); anything else the admin token."""
+    if path.startswith("/v1/") or path in ("/tokenize", "/detokenize"):
         return Need.client
     if method in SAFE_METHODS:
-        if path == "/healthz" or (path == "/metrics" and metrics_public):
+        if path in ("/healthz", "/health", "/version") or (path == "/metrics" and metrics_public):
             return Need.nothing
         return Need.read
     return Need.admin

@@ -80,4 +80,5 @@ class GateVerdict(StrEnum):
 POOL_HEADER: Final = "x-inferwatch-pool"  # request: route to this pool; reply: the pool that served it
 SOURCE_HEADER: Final = "x-inferwatch-source"  # request: a Source value
 RUN_HEADER: Final = "x-inferwatch-run"  # request: the load, canary or eval run the request belongs to
+ITEM_HEADER: Final = "x-inferwatch-item"  # request: the work item (eval item id, load item index, canary probe)
 REQUEST_ID_HEADER: Final = "x-request-id"  # request: the id stored with the row (else the gateway makes one); reply

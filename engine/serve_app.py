@@ -25,6 +25,9 @@ def engine_kwargs(pool: PoolSpec) -> dict[str, Any]:
         # per-request cached-token counts in usage.prompt_tokens_details.cached_tokens
         "enable_prompt_tokens_details": True,
         **pool.engine_args,
+        # vLLM's per-request timings (queue, prefill, decode, mean ITL) as `metrics` on the usage chunk and the
+        # whole answer: the gateway stores them beside its own (requests.engine_*); always on, whatever engine_args say
+        "enable_per_request_metrics": True,
     }
     if isinstance(pool.fault, LogitsProcessorFault):
         kwargs["logits_processors"] = [*kwargs.get("logits_processors", []), pool.fault.logits_processor]

@@ -1,6 +1,8 @@
 """Asking one pool the items of a suite, through the gateway (requests land with source `eval` and the run id),
 and scoring each answer. The only module of the evals that talks HTTP. Answers are asked for streamed, so the
-gateway records TTFT and TPOT of eval requests (the rollout judges latency on them), and scored whole.
+gateway records TTFT and TPOT of eval requests (the rollout judges latency on them), and scored whole. Each
+request names its item (ITEM_HEADER, stored as requests.item_id), so two pools' rows of one run pair up item by
+item.
 
 A chunk of items runs in its own event loop with at most `concurrency` requests in flight (what one Ray task
 does, evals/job.py). Transient failures are retried (collector/client/completions.py) and every attempt is
@@ -20,7 +22,7 @@ import httpx
 
 from collector.client.completions import RequestFailed, post_json
 from collector.client.targets import PoolTarget
-from collector.vocabulary import REQUEST_ID_HEADER, RUN_HEADER, SOURCE_HEADER, Source
+from collector.vocabulary import ITEM_HEADER, REQUEST_ID_HEADER, RUN_HEADER, SOURCE_HEADER, Source
 from evals.scorers import score
 from evals.suites import Item
 
@@ -73,7 +75,7 @@ class PoolAsker:
     async def ask(self, item: Item) -> ItemResult:
         headers = {
             SOURCE_HEADER: Source.eval.value, RUN_HEADER: self.target.run_id,
-            REQUEST_ID_HEADER: f"eval-{self.target.run_id}-{self.target.pool}-{item.id}",
+            REQUEST_ID_HEADER: f"eval-{self.target.run_id}-{self.target.pool}-{item.id}", ITEM_HEADER: item.id,
         }  # fmt: skip
         url = f"{self.target.base_url}/{item.operation}"
         try:

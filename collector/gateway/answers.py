@@ -15,6 +15,7 @@ from typing import Any
 
 MAX_TOKENS_COUNT = 2**31 - 1  # requests.prompt_tokens, .cached_tokens, .completion_tokens are INTEGER
 MAX_FINISH_REASON = 64  # "stop", "length", "tool_calls", "abort", ...: a longer one is not a finish reason
+MAX_ENGINE_MS = 1e9  # an engine timing beyond about 11.6 days is not a request's timing
 
 
 class OddAnswer(ValueError):
@@ -29,12 +30,32 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineTimings:
+    """vLLM's per-request metrics (`--enable-per-request-metrics`, the `metrics` object beside `usage` on a
+    stream's usage chunk or a whole answer; n = 1 only), in seconds. Engine-core clocks: queue = first scheduled -
+    queued; prefill = first token - first scheduled (vLLM calls it time_to_first_token_ms: it excludes the queue);
+    decode = last token - first token; tpot = decode / (completion_tokens - 1) (vLLM mean_itl_ms)."""
+
+    queue_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    tpot_s: float | None = None
+
+
+ENGINE_FIELDS = (
+    ("queue_s", "queue_time_ms"), ("prefill_s", "time_to_first_token_ms"), ("decode_s", "generation_time_ms"),
+    ("tpot_s", "mean_itl_ms"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerFacts:
     """What the row takes from a whole (non-streamed) answer."""
 
     usage: Usage | None
     finish_reason: str | None
     error: str | None = None  # the answer is an OpenAI error object (a pool that answers 200 with one)
+    engine: EngineTimings | None = None
 
 
 def _count(where: str, value: object) -> int | None:
@@ -62,6 +83,22 @@ def read_usage(value: object) -> Usage | None:
         completion_tokens=_count("usage.completion_tokens", value.get("completion_tokens")),
         cached_tokens=_count("usage.prompt_tokens_details.cached_tokens", (details or {}).get("cached_tokens")),
     )
+
+
+def read_engine_metrics(value: object) -> EngineTimings | None:
+    """vLLM's `metrics` object (None: absent or null, as from a pool without per-request metrics). Each timing is
+    a finite number of milliseconds in 0..MAX_ENGINE_MS, or null/absent; anything else is an OddAnswer."""
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise OddAnswer(f"metrics is {_shown(value)}, not an object")
+    seconds: dict[str, float | None] = {}
+    for name, key in ENGINE_FIELDS:
+        ms = value.get(key)
+        if ms is not None and (type(ms) not in (int, float) or not 0 <= ms <= MAX_ENGINE_MS):  # NaN fails too
+            raise OddAnswer(f"metrics.{key} is {_shown(ms)}, not a number of milliseconds in 0..{MAX_ENGINE_MS:g}")
+        seconds[name] = None if ms is None else ms / 1000
+    return EngineTimings(**seconds) if any(v is not None for v in seconds.values()) else None
 
 
 def read_choices(value: object) -> list[dict[str, Any]]:
@@ -104,7 +141,8 @@ def read_answer(data: bytes) -> AnswerFacts:
         return AnswerFacts(None, None, error_message(answer["error"]))
     choices = read_choices(answer.get("choices"))
     reasons = [r for c in choices if (r := read_finish_reason(c)) is not None]
-    return AnswerFacts(read_usage(answer.get("usage")), reasons[0] if reasons else None)
+    usage, engine = read_usage(answer.get("usage")), read_engine_metrics(answer.get("metrics"))
+    return AnswerFacts(usage, reasons[0] if reasons else None, engine=engine)
 
 
 def _shown(value: object) -> str:

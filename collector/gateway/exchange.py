@@ -18,15 +18,17 @@ from datetime import datetime
 from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.tracing import RequestSpan, RequestTracing
 from collector.fleet.cost import BusyCostMeter
-from collector.gateway.answers import Usage
+from collector.gateway.answers import EngineTimings, Usage
 from collector.gateway.relay import StreamObservation
 from collector.gateway.routes import Route
 from collector.gateway.timing import choices_timing, stream_timing
 from collector.store.protocols import RowSink
 from collector.store.rows import RequestRecord
-from collector.vocabulary import REQUEST_ID_HEADER, RUN_HEADER, ErrorType, Operation, Status
+from collector.vocabulary import ITEM_HEADER, REQUEST_ID_HEADER, RUN_HEADER, ErrorType, Operation, Status
 
 log = logging.getLogger(__name__)
+
+MAX_ITEM_ID = 256  # requests.item_id: a longer header value is cut (an item id is a short name)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Exchange:
     span: RequestSpan
     cost_token: float
     tenant: str | None = None  # the client's tenant, from its API key (scope["inferwatch.tenant"])
+    item_id: str | None = None  # header ITEM_HEADER: which work item (like-for-like comparisons)
     seen: StreamObservation = field(default_factory=StreamObservation)
     recorded: Recorded | None = None  # set by Recorder.finish: a request is recorded once
 
@@ -104,6 +107,7 @@ class Recorder:
             request_id=headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex, operation=operation, source=source,
             run_id=headers.get(RUN_HEADER), started_at=started_at, started_ns=started_ns, route=route, span=span,
             cost_token=self.meters[route.pool].start(started_ns / 1e9), tenant=tenant,
+            item_id=(headers.get(ITEM_HEADER) or "")[:MAX_ITEM_ID] or None,
         )  # fmt: skip
         self.metrics.inc_in_flight(pool_labels(route))
         return exchange
@@ -141,6 +145,7 @@ class Recorder:
     ) -> RequestRecord:
         route, seen = ex.route, ex.seen
         usage = (seen.usage if observed else None) or Usage()
+        engine = (seen.engine if observed else None) or EngineTimings()
         completion = usage.completion_tokens
         if observed and len(seen.choice_ns) > 1:
             timing = choices_timing(ex.started_ns, seen.choice_ns.values(), ended_ns, completion or 0)
@@ -153,7 +158,10 @@ class Recorder:
             itl_p50_s=timing.itl_p50_s, itl_max_s=timing.itl_max_s, e2e_s=timing.e2e_s,
             prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens, completion_tokens=completion,
             finish_reason=seen.finish_reason if observed else None,
-            error=outcome.error, error_type=outcome.error_type, cost_usd=cost_usd,
+            error=outcome.error, error_type=outcome.error_type, cost_usd=cost_usd, item_id=ex.item_id,
+            engine_queue_s=engine.queue_s, engine_prefill_s=engine.prefill_s, engine_decode_s=engine.decode_s,
+            engine_tpot_s=engine.tpot_s, token_events=len(seen.content_ns) if observed else None,
+            chunk_arrivals=seen.arrivals if observed else None,
         )  # fmt: skip
 
     async def acknowledge(self, recorded: Recorded) -> str | None:

@@ -175,6 +175,7 @@ def note_answer(exchange: Exchange, data: bytes) -> Outcome:
             Status.error, f"pool {pool}: answer is not an OpenAI response ({exc})", ErrorType.malformed_stream
         )
     exchange.seen.usage, exchange.seen.finish_reason = facts.usage, facts.finish_reason
+    exchange.seen.engine = facts.engine
     if facts.error is not None:
         return Outcome(
             Status.error, f"pool {pool}: answered 200 with an error: {facts.error}", ErrorType.upstream_error_event
@@ -213,18 +214,16 @@ class Gateway:
             await self._session.close()
 
     def http_routes(self) -> list[HttpRoute]:
+        from collector.gateway.server_api import ServerApi  # it builds on this module
+
         return [
             HttpRoute("/v1/completions", self.completions, methods=["POST"]),
             HttpRoute("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-            HttpRoute("/v1/models", self.models, methods=["GET"]),
+            *ServerApi(self).routes(),  # /health, /version, /v1/models, /tokenize, /detokenize
         ]
 
     def labels(self, route: Route) -> PoolLabels:
         return pool_labels(route)
-
-    async def models(self, request: Request) -> Response:
-        data = [{"id": r.model_id, "object": "model", "owned_by": r.pool} for r in self.router.routes.values()]
-        return JSONResponse({"object": "list", "data": data})
 
     async def completions(self, request: Request) -> Response:
         return await self.proxy(request, Operation.text_completion, "/completions")

@@ -19,7 +19,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.gateway.answers import OddAnswer, Usage, error_message, read_choices, read_finish_reason, read_usage
+from collector.gateway.answers import (
+    EngineTimings,
+    OddAnswer,
+    Usage,
+    error_message,
+    read_choices,
+    read_engine_metrics,
+    read_finish_reason,
+    read_usage,
+)
 from collector.gateway.sse import DONE, Event, EventParser
 
 MAX_CHOICES = 1024  # distinct choice indexes in one stream (n > 1); more is not an OpenAI stream
@@ -46,6 +55,8 @@ class StreamObservation:
     error: str | None = None  # an error event sent by the upstream
     done: bool = False  # saw `data: [DONE]`
     data_events: int = 0  # events with a data field (keep-alive comments are not): the upstream idle timer
+    engine: EngineTimings | None = None  # the pool's own timings, from the usage event (answers.EngineTimings)
+    arrivals: int = 0  # distinct arrival times among the token events (fewer than len(content_ns): coalesced)
 
 
 def _has_content(choice: dict[str, Any]) -> bool:
@@ -114,6 +125,7 @@ class StreamRelay:
             usage = chunk.get("usage")
             if usage is not None:
                 self.seen.usage = read_usage(usage)
+                self.seen.engine = read_engine_metrics(chunk.get("metrics")) or self.seen.engine
         except OddAnswer as exc:
             raise MalformedStream(f"{exc}: {payload[:200]!r}") from None
         if usage and self.strip_usage and not choices:
@@ -129,7 +141,10 @@ class StreamRelay:
         for choice in choices:
             if _has_content(choice):
                 if not stamped:
-                    self.seen.content_ns.append(now_ns)
+                    content = self.seen.content_ns
+                    if not content or content[-1] != now_ns:
+                        self.seen.arrivals += 1
+                    content.append(now_ns)
                     stamped = True
                 index = choice.get("index", 0)
                 if type(index) is not int or index < 0:

@@ -32,6 +32,13 @@ class Route:
     accelerator: str
     price_per_hour: float  # USD per replica-hour
     replicas: int
+    root: str | None = None  # the weights' path or hub id (a tokenizer loads from it); vLLM's model card `root`
+    max_model_len: int | None = None  # the spec's engine_args.max_model_len; None: not set there
+
+    @property
+    def app_root(self) -> str:
+        """The pool's server root, where vLLM and Ray Serve LLM serve /tokenize and /detokenize."""
+        return self.upstream.removesuffix("/").removesuffix("/v1")
 
 
 @dataclass(frozen=True)
@@ -75,9 +82,16 @@ def routes_from(pools: PoolSet, state: EngineState) -> list[Route]:
                 accelerator=spec.accelerator,
                 price_per_hour=spec.price_per_hour or 0.0,
                 replicas=spec.replicas,
+                root=spec.model,
+                max_model_len=_max_model_len(spec.engine_args),
             )
         )
     return routes
+
+
+def _max_model_len(engine_args: dict[str, object]) -> int | None:
+    value = engine_args.get("max_model_len")
+    return value if type(value) is int and value > 0 else None
 
 
 class Router:
@@ -125,6 +139,10 @@ class Router:
             for baseline in [b for b, s in self._splits.items() if s.expires_at is not None and s.expires_at <= now]:
                 del self._splits[baseline]
             return dict(self._splits)
+
+    def by_root(self, model: object) -> Route | None:
+        """The first route whose weights are `model` (`vllm bench serve` without --model names them so)."""
+        return next((r for r in self.routes.values() if r.root is not None and r.root == model), None)
 
     def _unknown(self, pool: str) -> str:
         return f"no pool {pool!r}; pools are {', '.join(self.routes)}"

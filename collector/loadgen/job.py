@@ -67,12 +67,12 @@ def build_workload(spec: WorkloadSpec) -> list[WorkItem]:
 
 
 def gateway_pools(base_url: str) -> dict[str, str]:
-    """pool -> model id, as the gateway's /v1/models lists them."""
+    """pool -> model id, as the gateway's /v1/models lists them (each card's "inferwatch" key names its pool)."""
     url = base_url.rstrip("/") + "/v1/models"
     try:
         response = httpx.get(url, headers=client_headers("client"), timeout=10)
         response.raise_for_status()
-        return {m["owned_by"]: m["id"] for m in response.json()["data"]}
+        return {m["inferwatch"]["pool"]: m["id"] for m in response.json()["data"]}
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise LoadJobError(
             f"{url}: no model list ({exc}); is the collector up? `inferwatch collector status`"

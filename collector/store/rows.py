@@ -32,6 +32,14 @@ class RequestRecord:
     error: str | None = None
     error_type: str | None = None  # collector.vocabulary.ErrorType
     cost_usd: float | None = None
+    item_id: str | None = None  # which work item (eval item, load item index, canary probe:mode:seed)
+    # the engine's own timings (vLLM per-request metrics on the usage chunk or whole answer); None when not sent
+    engine_queue_s: float | None = None  # waiting in the scheduler
+    engine_prefill_s: float | None = None  # first scheduled -> first token (vLLM time_to_first_token_ms)
+    engine_decode_s: float | None = None  # first token -> last token
+    engine_tpot_s: float | None = None  # vLLM mean_itl_ms: decode / (completion_tokens - 1)
+    token_events: int | None = None  # stream events that carried a token
+    chunk_arrivals: int | None = None  # distinct arrival times among them (fewer: the pool coalesced the stream)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -115,6 +115,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN tenant VARCHAR;
     ALTER TABLE alerts ADD COLUMN seq BIGINT;
     """,
+    # 8: latency you can trust (docs/METRICS.md): the engine's own per-request timings beside the client-side
+    # ones (vLLM --enable-per-request-metrics: queue, prefill, decode, mean inter-token latency), how many distinct
+    # arrivals the token events had (a coalesced stream has fewer arrivals than events), and which work item a
+    # request was (the same items on two pools compare like for like)
+    """
+    ALTER TABLE requests ADD COLUMN item_id VARCHAR;
+    ALTER TABLE requests ADD COLUMN engine_queue_s DOUBLE;
+    ALTER TABLE requests ADD COLUMN engine_prefill_s DOUBLE;
+    ALTER TABLE requests ADD COLUMN engine_decode_s DOUBLE;
+    ALTER TABLE requests ADD COLUMN engine_tpot_s DOUBLE;
+    ALTER TABLE requests ADD COLUMN token_events INTEGER;
+    ALTER TABLE requests ADD COLUMN chunk_arrivals INTEGER;
+    """,
 )
 
 # the bookkeeping table (no PRIMARY KEY: DuckLake has none; versions are written once, inside the transaction)

@@ -25,7 +25,8 @@ def llm() -> Iterator[Any]:
 
     spec = load_pools(DATA / "pools-faults.yaml").get("topk")
     kwargs = engine_kwargs(spec)
-    kwargs.pop("enable_prompt_tokens_details")  # a server (frontend) option, not an engine one
+    for frontend_option in ("enable_prompt_tokens_details", "enable_per_request_metrics"):
+        kwargs.pop(frontend_option)  # server (frontend) options, not engine ones
     engine = LLM(model=spec.model, **kwargs)
     yield engine
     del engine

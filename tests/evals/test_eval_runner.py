@@ -122,6 +122,11 @@ def test_requests_land_with_source_eval_and_the_run_id(setup: Setup, run: EvalRu
     ours = f"eval-{run.run_id}-"
     bodies = [r["body"] for r in setup.upstream.received if r["headers"].get("x-request-id", "").startswith(ours)]
     assert bodies and all(b["stream"] and b["stream_options"] == {"include_usage": True} for b in bodies)
+    # each row names its suite item (ITEM_HEADER), so two pools' rows of one run pair up item by item
+    items = stored(setup, "SELECT item_id FROM requests WHERE run_id = ? AND pool = 'sums' ORDER BY item_id",
+                   [run.run_id])  # fmt: skip
+    expected = sorted([f"s-{i:02d}" for i in range(ITEMS - 5)] + [f"c-{i:02d}" for i in range(5)])
+    assert [r["item_id"] for r in items] == expected
 
 
 def test_metrics_export_the_latest_eval(setup: Setup, run: EvalRun) -> None:

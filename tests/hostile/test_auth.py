@@ -22,11 +22,13 @@ from collector.auth import (
     READ_TOKEN_VAR,
     AuthConfigError,
     ExposedBind,
+    Need,
     TokenSource,
     check_bind,
     collector_auth,
     forgery,
     host_allowed,
+    need_of,
     parse_api_keys,
 )
 from collector.client.completions import post_json
@@ -169,6 +171,22 @@ def test_a_client_key_is_needed_on_v1_and_its_tenant_is_recorded(guarded: Guarde
     assert rows.to_pylist() == [{"id": "auth-tenant-1", "tenant": "team-a"}]  # the refused ones left no row
 
 
+def test_the_probes_need_nothing_and_tokenize_needs_a_client_key(guarded: Guarded) -> None:
+    health, version = httpx.get(f"{guarded.url}/health", timeout=10), httpx.get(f"{guarded.url}/version", timeout=10)
+    assert (health.status_code, health.content) == (200, b"")  # no token, no key: what every SDK probes first
+    assert version.status_code == 200 and version.json()["inferwatch"] == "0.1.0"
+    for path in ("/tokenize", "/detokenize"):
+        missing = httpx.post(f"{guarded.url}{path}", json={"model": "arith@ok", "prompt": "1"}, timeout=10)
+        assert missing.status_code == 401
+        assert missing.json() == error(401, "authentication_error", f"POST {path}: no API key; send "
+                                       "`Authorization: Bearer <your API key>`")  # fmt: skip
+        # with the key it reaches the pool, which serves no such path: the gateway's 404, not auth's refusal
+        served = httpx.post(f"{guarded.url}{path}", json={"model": "arith@ok", "prompt": "1", "tokens": [1]},
+                            headers=bearer(KEY), timeout=10)  # fmt: skip
+        assert served.status_code == 404
+        assert served.json()["error"]["message"].startswith(f"pool ok does not serve {path} (HTTP 404 from ")
+
+
 def test_a_token_file_is_reread_so_a_rotation_needs_no_restart(guarded: Guarded) -> None:
     new = "read-token-rotated-0123456789"
     guarded.read_file.write_text(f"{READ}\n{new}\n")  # both accepted while clients move over
@@ -246,6 +264,15 @@ def test_a_forged_form_post_changes_nothing_without_tokens(tmp_path: Path, monke
 
 
 # the rules, pure
+
+
+def test_what_each_path_needs() -> None:
+    assert [need_of("POST", p, False) for p in ("/tokenize", "/detokenize", "/v1/completions")] == [Need.client] * 3
+    assert [need_of("GET", p, False) for p in ("/health", "/version", "/healthz", "/v1/models")] == [
+        Need.nothing, Need.nothing, Need.nothing, Need.client]  # fmt: skip
+    assert need_of("GET", "/metrics", False) is Need.read and need_of("GET", "/metrics", True) is Need.nothing
+    assert need_of("POST", "/health", False) is Need.admin  # only the probes' own method is open
+    assert need_of("GET", "/tokenize/x", False) is Need.read
 
 
 def test_host_allowed_names_only_this_server() -> None:
