@@ -21,7 +21,8 @@ pytestmark = pytest.mark.engine
 
 
 def events(text: str) -> list[Any]:
-    """The events of a stream without the fields that differ per request (id, created)."""
+    """The events of a stream without the fields that differ per request (id, created, the engine's timings:
+    `metrics` is kept as its keys)."""
     out: list[Any] = []
     for event in (e for e in text.split("\n\n") if e):
         assert event.startswith("data: ")
@@ -32,6 +33,8 @@ def events(text: str) -> list[Any]:
         chunk = json.loads(payload)
         chunk.pop("id")
         chunk.pop("created")
+        if isinstance(chunk.get("metrics"), dict):
+            chunk["metrics"] = sorted(chunk["metrics"])
         out.append(chunk)
     return out
 
