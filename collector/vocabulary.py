@@ -81,4 +81,5 @@ POOL_HEADER: Final = "x-inferwatch-pool"  # request: route to this pool; reply: 
 SOURCE_HEADER: Final = "x-inferwatch-source"  # request: a Source value
 RUN_HEADER: Final = "x-inferwatch-run"  # request: the load, canary or eval run the request belongs to
 ITEM_HEADER: Final = "x-inferwatch-item"  # request: the work item (eval item id, load item index, canary probe)
+GATEWAY_TIME_HEADER: Final = "x-inferwatch-gateway-ms"  # reply: the gateway's own time so far (Exchange.gateway_ns)
 REQUEST_ID_HEADER: Final = "x-request-id"  # request: the id stored with the row (else the gateway makes one); reply

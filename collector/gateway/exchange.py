@@ -66,6 +66,12 @@ class Exchange:
     tenant: str | None = None  # the client's tenant, from its API key (scope["inferwatch.tenant"])
     item_id: str | None = None  # header ITEM_HEADER: which work item (like-for-like comparisons)
     seen: StreamObservation = field(default_factory=StreamObservation)
+    # the time spent in gateway code for this request (perf_counter_ns), stored as requests.gateway_s: from the
+    # request received to the pool's client called (reading, checking, routing, serialising the body), plus for
+    # each read of the pool's answer the time from the read returning to its bytes handed to the client (a whole
+    # answer: checked and noted). Not in it: the pool's time, the network, recording the row (journal, metrics,
+    # span) and waiting for its fsync. None: the request never reached the point of calling the pool.
+    gateway_ns: int | None = None
     recorded: Recorded | None = None  # set by Recorder.finish: a request is recorded once
 
 
@@ -162,6 +168,7 @@ class Recorder:
             engine_queue_s=engine.queue_s, engine_prefill_s=engine.prefill_s, engine_decode_s=engine.decode_s,
             engine_tpot_s=engine.tpot_s, token_events=len(seen.content_ns) if observed else None,
             chunk_arrivals=seen.arrivals if observed else None,
+            gateway_s=ex.gateway_ns * 1e-9 if ex.gateway_ns is not None else None,
         )  # fmt: skip
 
     async def acknowledge(self, recorded: Recorded) -> str | None:

@@ -52,6 +52,7 @@ from collector.gateway.validation import (
 )
 from collector.store.protocols import RowSink
 from collector.vocabulary import (
+    GATEWAY_TIME_HEADER,
     POOL_HEADER,
     REQUEST_ID_HEADER,
     RUN_HEADER,
@@ -183,6 +184,11 @@ def note_answer(exchange: Exchange, data: bytes) -> Outcome:
     return OK
 
 
+def gateway_ms(gateway_ns: int | None) -> str:
+    """The GATEWAY_TIME_HEADER value: milliseconds with three decimals (Exchange.gateway_ns)."""
+    return f"{(gateway_ns or 0) / 1e6:.3f}"
+
+
 class Gateway:
     def __init__(
         self,
@@ -255,7 +261,8 @@ class Gateway:
         reply_headers = {REQUEST_ID_HEADER: exchange.request_id, POOL_HEADER: route.pool}
         if upstream.status != 200:
             return await self._pass_refusal(exchange, upstream, reply_headers)
-        if options.stream:
+        if options.stream:  # the header goes before the stream: the time until the pool was called
+            reply_headers[GATEWAY_TIME_HEADER] = gateway_ms(exchange.gateway_ns)
             relay = StreamRelay(strip_usage, self.config.max_event_bytes)
             return RelayResponse(self.recorder, exchange, upstream, relay, reply_headers, self.config.read_timeout_s)
         try:
@@ -298,8 +305,10 @@ class Gateway:
             **exchange.span.outgoing_headers(),
         }
         assert self._session is not None, "Gateway.start() was not awaited"
+        data = json.dumps(body).encode()
+        exchange.gateway_ns = time.perf_counter_ns() - exchange.started_ns
         try:
-            return await self._session.post(route.upstream + path, data=json.dumps(body).encode(), headers=headers)
+            return await self._session.post(route.upstream + path, data=data, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"pool {route.pool}: no answer from {route.upstream} ({type(exc).__name__}: {exc})"
             self.recorder.finish(exchange, Outcome(Status.error, message, ErrorType.upstream_unreachable))
@@ -362,6 +371,8 @@ class Gateway:
         upstream.release()
         now_ns = time.perf_counter_ns()
         outcome = note_answer(exchange, data)
+        exchange.gateway_ns = (exchange.gateway_ns or 0) + time.perf_counter_ns() - now_ns
+        reply_headers[GATEWAY_TIME_HEADER] = gateway_ms(exchange.gateway_ns)
         row = self.recorder.finish(exchange, outcome, now_ns)
         if outcome.status is not Status.ok:
             return openai_error(502, outcome.error or "", "upstream_error", headers=reply_headers)

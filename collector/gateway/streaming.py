@@ -89,10 +89,12 @@ class RelayResponse(StreamingResponse):
         relay, seen = self.relay, self.relay.seen
         idle_ns = int(self.idle_timeout_s * 1e9)
         data_events, last_data_ns = 0, time.perf_counter_ns()
+        spent_ns = 0  # the gateway's own time on the reads (Exchange.gateway_ns)
         try:
             async for data in self.upstream.content.iter_any():
                 now_ns = time.perf_counter_ns()
                 out = relay.feed(data, now_ns)
+                spent_ns += time.perf_counter_ns() - now_ns
                 if seen.data_events != data_events:
                     data_events, last_data_ns = seen.data_events, now_ns
                 elif now_ns - last_data_ns > idle_ns:
@@ -119,4 +121,6 @@ class RelayResponse(StreamingResponse):
             elif not seen.done:
                 message = f"pool {pool}: stream ended before data: [DONE]"
                 outcome = Outcome(Status.error, message, ErrorType.stream_cut)
+        finally:
+            self.exchange.gateway_ns = (self.exchange.gateway_ns or 0) + spent_ns
         return outcome, tail

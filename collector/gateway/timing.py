@@ -15,6 +15,13 @@ chunks of different choices are not the time per token of any of them. Per choic
 and for the request: TPOT = the mean of the defined TPOT_i; ITL = the gaps between consecutive chunks of
 the same choice (p50 and max over all choices); TTFT = the first token of any choice; e2e = the last token
 of any choice. With one choice this is exactly stream_timing.
+
+Coalesced streams: when several token events arrived in one read (equal stamps; Ray Serve LLM's stream batching
+delivers a short answer in one chunk), the gaps between them are the pool's batching, not the time between
+tokens, so itl_p50_s and itl_max_s are None (not a measurement) unless every token event arrived on its own.
+tpot_s is kept: the figures module (collector/fleet/figures.py) judges TPOT on the engine's figure instead
+(requests.engine_tpot_s: vLLM `mean_itl_ms` = decode interval / (completion_tokens - 1)) where the row's
+token_events exceed its chunk_arrivals.
 """
 
 from __future__ import annotations
@@ -49,13 +56,15 @@ def stream_timing(
     e2e = float(chunks[-1] - started_ns) * NS
     gaps = np.diff(chunks) * NS
     tpot = (e2e - ttft) / (completion_tokens - 1) if completion_tokens > 1 else None
-    return StreamTiming(
-        ttft_s=ttft,
-        tpot_s=tpot,
-        itl_p50_s=float(np.median(gaps)) if gaps.size else None,
-        itl_max_s=float(gaps.max()) if gaps.size else None,
-        e2e_s=e2e,
-    )
+    itl_p50, itl_max = _itl(gaps)
+    return StreamTiming(ttft_s=ttft, tpot_s=tpot, itl_p50_s=itl_p50, itl_max_s=itl_max, e2e_s=e2e)
+
+
+def _itl(gaps: np.ndarray) -> tuple[float | None, float | None]:
+    """The median and largest gap; (None, None) with no gap or when a gap is 0 (a coalesced stream)."""
+    if not gaps.size or not gaps.all():
+        return None, None
+    return float(np.median(gaps)), float(gaps.max())
 
 
 def choices_timing(
@@ -73,11 +82,11 @@ def choices_timing(
         tokens = completion_tokens * choice.size / events
         if tokens > 1:
             tpots.append(float(choice[-1] - choice[0]) * NS / (tokens - 1))
-    gaps = np.concatenate([np.diff(c) for c in chunks]) * NS
+    itl_p50, itl_max = _itl(np.concatenate([np.diff(c) for c in chunks]) * NS)
     return StreamTiming(
         ttft_s=float(min(c[0] for c in chunks) - started_ns) * NS,
         tpot_s=float(np.mean(tpots)) if tpots else None,
-        itl_p50_s=float(np.median(gaps)) if gaps.size else None,
-        itl_max_s=float(gaps.max()) if gaps.size else None,
+        itl_p50_s=itl_p50,
+        itl_max_s=itl_max,
         e2e_s=float(max(c[-1] for c in chunks) - started_ns) * NS,
     )

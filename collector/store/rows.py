@@ -40,6 +40,7 @@ class RequestRecord:
     engine_tpot_s: float | None = None  # vLLM mean_itl_ms: decode / (completion_tokens - 1)
     token_events: int | None = None  # stream events that carried a token
     chunk_arrivals: int | None = None  # distinct arrival times among them (fewer: the pool coalesced the stream)
+    gateway_s: float | None = None  # time the gateway itself added (collector/gateway/exchange.py Exchange.gateway_ns)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

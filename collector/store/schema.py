@@ -128,6 +128,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requests ADD COLUMN token_events INTEGER;
     ALTER TABLE requests ADD COLUMN chunk_arrivals INTEGER;
     """,
+    # 9: the gateway's own time per request (docs/METRICS.md gateway_s) and each pool's stream batching interval
+    # (Ray Serve LLM sends a stream's tokens in batches of this many ms; NULL: unknown, e.g. an endpoint pool)
+    """
+    ALTER TABLE requests ADD COLUMN gateway_s DOUBLE;
+    ALTER TABLE pools ADD COLUMN stream_batch_ms DOUBLE;
+    """,
 )
 
 # the bookkeeping table (no PRIMARY KEY: DuckLake has none; versions are written once, inside the transaction)

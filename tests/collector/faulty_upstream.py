@@ -1,7 +1,10 @@
 """An OpenAI-like server that misbehaves on purpose, for the gateway's fault tests.
 
 A real vLLM pool cannot be made to answer 5xx, send broken SSE or stall on demand; this server does, per
-model id (`arith@<pool>`): ok (a well-formed 3-token stream or JSON answer), err500, garbage (an event
+model id (`arith@<pool>`): ok (a well-formed 3-token stream or JSON answer, with vLLM's per-request `metrics`
+(ENGINE_METRICS) on its usage event and its whole answer; the request field `coalesce: true` sends the whole
+stream in one write, as Ray Serve LLM's stream batching delivers a short answer; `no_metrics: true` leaves the
+`metrics` out, as a pool without --enable-per-request-metrics), err500, garbage (an event
 that is not JSON), truncated (closes the stream without [DONE]), slow (one token every 20 ms for 500
 tokens; notes when the client goes away; a non-stream request waits 10 s for its answer and notes when the
 client goes away first). Pools outside POOLS that the gateway tests route to themselves
@@ -48,6 +51,9 @@ def _chunk(text: str, finish: str | None = None) -> bytes:
 
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 0}}
+# vLLM's per-request metrics (ms) on the ok pool's answers: 3 tokens, so mean_itl = 30 / (3 - 1) = 15 ms
+ENGINE_METRICS = {"queue_time_ms": 2.5, "time_to_first_token_ms": 40.0, "generation_time_ms": 30.0,
+                  "mean_itl_ms": 15.0, "tokens_per_second": 41.4}  # fmt: skip
 ENORMOUS_BYTES = 3 << 20  # the `enormous` answers: over the 1 MiB the served gateway takes (served.py)
 
 
@@ -180,10 +186,14 @@ class FaultyUpstream:
             return await self._two_choices(request)
         if mode == "slow" and not body.get("stream"):
             return await self._slow_answer(request)
+        metrics = {} if body.get("no_metrics") else {"metrics": ENGINE_METRICS}
         if not body.get("stream"):
-            answer = {"id": "c1", "object": "text_completion", "model": body["model"],
-                      "choices": [{"index": 0, "text": "46", "finish_reason": "stop"}], "usage": USAGE}  # fmt: skip
+            choices = [{"index": 0, "text": "46", "finish_reason": "stop"}]
+            answer = {"id": "c1", "object": "text_completion", "model": body["model"], "choices": choices,
+                      "usage": USAGE, **metrics}  # fmt: skip
             return web.json_response(answer)
+        if mode == "ok":
+            return await self._ok_stream(request, body, metrics)
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         if mode == "slow":
@@ -207,6 +217,23 @@ class FaultyUpstream:
         if (body.get("stream_options") or {}).get("include_usage"):
             await response.write(_event({"id": "c1", "choices": [], "usage": USAGE}))
         await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
+        return response
+
+    async def _ok_stream(
+        self, request: web.Request, body: dict[str, Any], metrics: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The ok pool's stream: "4", "6", "" (stop), the usage event with the engine's metrics, [DONE]; in one
+        write with `coalesce`, else one write per event."""
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        events = [_chunk("4"), _chunk("6"), _chunk("", "stop")]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(_event({"id": "c1", "choices": [], "usage": USAGE, **metrics}))
+        events.append(b"data: [DONE]\n\n")
+        for piece in [b"".join(events)] if body.get("coalesce") else events:
+            await response.write(piece)
+            await asyncio.sleep(0 if body.get("coalesce") else 0.002)  # apart: one event per read at the gateway
         await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
         return response
 

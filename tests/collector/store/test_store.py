@@ -46,11 +46,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_new_store_has_every_table_at_the_current_version_on_every_backend(url: str) -> None:
     with open_store(url) as store:
-        assert store.version == SCHEMA_VERSION == 8
+        assert store.version == SCHEMA_VERSION == 9
         assert store.tables() == TABLES
     with open_store(url) as store:  # reopening applies nothing twice
         versions = store.query("SELECT version FROM schema_migrations ORDER BY version").column("version")
-        assert versions.to_pylist() == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert versions.to_pylist() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 def test_rows_are_visible_at_once_to_a_reader_and_read_back_exactly(url: str) -> None:
@@ -131,7 +131,7 @@ def test_a_store_from_a_newer_inferwatch_is_refused(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     con.execute("INSERT INTO schema_migrations VALUES (99, now())")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(8\); upgrade"):
+    with pytest.raises(StoreError, match=r"schema version 99 is newer than this inferwatch knows \(9\); upgrade"):
         Store(tmp_path / "s.duckdb")
     with pytest.raises(StoreError, match=r"schema version 99 is newer"):
         open_reader(tmp_path / "s.duckdb")
@@ -143,11 +143,12 @@ def test_a_store_at_an_older_schema_is_migrated_by_writers_not_readers(tmp_path:
     con.execute("ALTER TABLE requests DROP COLUMN tenant; ALTER TABLE alerts DROP COLUMN seq")
     con.execute("DROP TABLE leases; DROP TABLE quarantine; DROP TABLE journal_segments")
     for column in ("item_id", "engine_queue_s", "engine_prefill_s", "engine_decode_s", "engine_tpot_s",
-                   "token_events", "chunk_arrivals"):  # fmt: skip
+                   "token_events", "chunk_arrivals", "gateway_s"):  # fmt: skip
         con.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+    con.execute("ALTER TABLE pools DROP COLUMN stream_batch_ms")
     con.execute("DELETE FROM schema_migrations WHERE version >= 6")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 5, this inferwatch reads version 8; any writer migrates"):
+    with pytest.raises(StoreError, match=r"schema version 5, this inferwatch reads version 9; any writer migrates"):
         open_reader(tmp_path / "s.duckdb")
     with open_store(tmp_path / "s.duckdb") as store:
         assert "leases" in store.tables()
