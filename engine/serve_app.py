@@ -47,6 +47,8 @@ def llm_config(pool: PoolSpec, model_source: str) -> dict[str, Any]:
         "deployment_config": {"num_replicas": pool.replicas},
         "runtime_env": {"env_vars": env},
         "log_engine_metrics": True,
+        # per deployment, read by Ray's LLMServer (its env default RAYLLM_MODEL_RESPONSE_BATCH_TIMEOUT_MS is 50)
+        "experimental_configs": {"stream_batching_interval_ms": pool.stream_batch_interval_ms},
     }
     if pool.hardware is Hardware.cpu:
         # one logical CPU per engine; start Ray with more logical CPUs than cores (DESIGN.md)

@@ -29,6 +29,9 @@ _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_DEPTH = 32  # nesting of a spec or price document (data/pools.yaml: 5)
 _SHOWN = 200  # characters of a refused value shown in an error
+# an embedded pool's stream batching interval unless its spec says otherwise: 0 sends every token as it is made,
+# so client TPOT and ITL are measurements (bench/stream_batching.py measures what that costs)
+DEFAULT_STREAM_BATCH_MS = 0.0
 
 
 class SpecError(ValueError):
@@ -99,6 +102,9 @@ class PoolSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     fault: Fault | None = None
     endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    # Ray Serve LLM sends a stream's tokens in batches of this many ms (its own default is 50: a short answer
+    # then arrives in one chunk and client TPOT/ITL measure nothing). None: DEFAULT_STREAM_BATCH_MS
+    stream_batch_ms: float | None = Field(default=None, ge=0, le=1000)
 
     @field_validator("name")
     @classmethod
@@ -111,7 +117,21 @@ class PoolSpec(_Strict):
     def _endpoint_pools_are_not_deployed(self) -> PoolSpec:
         if self.endpoint and self.fault:
             raise ValueError("a pool with `endpoint` is only observed; it cannot carry a `fault`")
+        if self.endpoint and self.stream_batch_ms is not None:
+            raise ValueError("a pool with `endpoint` is only observed; its stream batching is the server's own: "
+                             "remove `stream_batch_ms`")  # fmt: skip
+        for key, spoils in (("enable_per_request_metrics", False), ("disable_log_stats", True)):
+            if self.engine_args.get(key) is spoils:
+                raise ValueError(f"engine_args.{key}: {str(spoils).lower()} turns off vLLM's per-request timings, "
+                                 "which inferwatch stores for every request (docs/METRICS.md): remove it")  # fmt: skip
         return self
+
+    @property
+    def stream_batch_interval_ms(self) -> float | None:
+        """The stream batching interval the pool runs with; None for an endpoint pool (unknown)."""
+        if self.endpoint:
+            return None
+        return DEFAULT_STREAM_BATCH_MS if self.stream_batch_ms is None else self.stream_batch_ms
 
     @property
     def served_name(self) -> str:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.serve_app import llm_config
 from engine.specs import (
     DEFAULT_PRICES,
     Hardware,
@@ -120,6 +121,24 @@ def test_endpoint_pool_is_registered_not_deployed(tmp_path: Path) -> None:
             POOL.format(name="Bad Name", hardware="cpu", accelerator="cpu"),
             "pool 'Bad Name': field 'name': Value error, must be 1-32 characters",
         ),
+        (
+            POOL.format(name="a", hardware="cpu", accelerator="cpu") + "    stream_batch_ms: -1\n",
+            "pool 'a': field 'stream_batch_ms': Input should be greater than or equal to 0",
+        ),
+        (
+            POOL.format(name="a", hardware="gpu", accelerator="H100").replace("./model", "org/m")
+            + "    endpoint: http://10.0.0.5:8000\n    stream_batch_ms: 5\n",
+            "its stream batching is the server's own: remove `stream_batch_ms`",
+        ),
+        (
+            POOL.format(name="a", hardware="cpu", accelerator="cpu")
+            + "    engine_args: {enable_per_request_metrics: false}\n",
+            "engine_args.enable_per_request_metrics: false turns off vLLM's per-request timings",
+        ),
+        (
+            POOL.format(name="a", hardware="cpu", accelerator="cpu") + "    engine_args: {disable_log_stats: true}\n",
+            "engine_args.disable_log_stats: true turns off vLLM's per-request timings",
+        ),
     ],
 )
 def test_bad_pool_fields_are_named(tmp_path: Path, entry: str, expected: str) -> None:
@@ -167,3 +186,18 @@ def test_fault_of_unknown_kind_says_what_a_fault_is(tmp_path: Path) -> None:
     entry = POOL.format(name="a", hardware="cpu", accelerator="cpu") + "    fault: {bit_flip: 3}\n"
     with pytest.raises(SpecError, match=r"pool 'a': field 'fault': a fault is either `logits_processor"):
         load_pools(write(tmp_path, pools_text(entry)))
+
+
+def test_stream_batching_interval_is_zero_unless_the_spec_says_and_unknown_for_endpoint_pools(tmp_path: Path) -> None:
+    text = pools_text(
+        POOL.format(name="a", hardware="cpu", accelerator="cpu"),
+        POOL.format(name="b", hardware="cpu", accelerator="cpu") + "    stream_batch_ms: 12.5\n",
+        POOL.format(name="ext", hardware="gpu", accelerator="H100").replace("./model", "org/m")
+        + "    endpoint: http://10.0.0.5:8000\n",
+    )
+    pools = load_pools(write(tmp_path, text))
+    assert [pools.get(n).stream_batch_interval_ms for n in ("a", "b", "ext")] == [0.0, 12.5, None]
+    configs = {p.name: llm_config(p, p.model) for p in pools.deployed}
+    assert configs["a"]["experimental_configs"] == {"stream_batching_interval_ms": 0.0}
+    assert configs["b"]["experimental_configs"] == {"stream_batching_interval_ms": 12.5}
+    assert configs["a"]["engine_kwargs"]["enable_per_request_metrics"] is True
