@@ -20,8 +20,8 @@ from collector.fleet.report import (
     PoolReport,
     Window,
     fleet_report,
+    latest_prices,
     query_latest_drift,
-    query_prices,
 )
 from collector.store.protocols import Queryable
 from collector.vocabulary import Status
@@ -73,7 +73,7 @@ def latency_series(store: Queryable, start: datetime, end: datetime, bucket_s: f
 
 
 def prices(store: Queryable) -> dict[tuple[str, str | None], PoolPrice]:
-    return query_prices(store)
+    return latest_prices(store)
 
 
 def latest_drift(store: Queryable) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from collector.alerts.receiver import WebhookReceiver, received_rows
 from collector.alerts.rules import Receiver, load_alert_config
 from collector.alerts.signing import new_secret
 from collector.fleet.report import PoolReport, table_rows
+from collector.fleet.slo import load_slo
 from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
 from collector.loadgen.runner import LoadConfig, LoadResult, error_rows
 from collector.service import CollectorConfig
@@ -118,7 +119,7 @@ def load_burst(gateways: Sequence[CollectorState], burst: Burst) -> tuple[LoadRe
         spread_over=tuple(f"{g.url}/v1" for g in gateways[1:]),
     )  # fmt: skip
     with open_store(first.store) as store:
-        return run_through_gateway(config, items, store)
+        return run_through_gateway(config, items, store, slo=load_slo())
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,6 @@ SUMMARY_TITLE = (
     "metric; eval: accuracy, its difference from the reference in points, verdict)"
 )
 FLEET_COLUMNS = (
-    "pool", "revision", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
-    "$/1M out tok", "$/1M tok", "hit req", "hit srv",
+    "pool", "revision", "requests", "errors", "ttft_p50_ms", "ttft_p99_ms", "queue_p50_ms", "tpot_p50_ms",
+    "tpot from", "goodput", "$/1M out tok", "$/1M tok", "hit req", "hit srv",
 )  # fmt: skip

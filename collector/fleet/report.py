@@ -1,56 +1,40 @@
-"""Per-pool figures over a window, read from the store: latency, errors, cost per token, prefix-cache hits.
+"""Per-pool figures over a window as the fleet surfaces show them (fleet CLI, load runs, the demo, alerts, the
+dashboard, the summary): a view of collector/fleet/figures.py, where every figure is computed once.
 
 The latency percentiles are over the ok requests of the window (linear interpolation, as numpy's default
 and DuckDB's quantile_cont). A pool's cost over the window is price_per_hour x replicas x window
 (collector/fleet/cost.py): a pool costs what it costs while it is up, busy or idle, so the unit costs divide the
 whole window's cost by the tokens and requests the pool served in it. Prices and replicas come from the
-`pools` table, the snapshot the collector writes of every pool it routes to when it starts.
+`pools` table, the snapshot the collector writes of every pool it routes to when it starts (the last one at or
+before the window's end).
 
 Two cache hit ratios: the request side (sum of usage cached_tokens / sum of prompt_tokens over the ok
-requests, what clients were served from the cache) and the server side (the pool's prefix-cache hit and
-query counters, first and last scrape in the window: every request the pool saw, whoever sent it).
+requests that report cached tokens, what clients were served from the cache) and the server side (the pool's
+prefix-cache hit and query counters, first and last scrape in the window: every request the pool saw, whoever
+sent it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from collector.fleet.cost import pool_cost_usd, summarize_cost
-from collector.scraper import PrefixCacheCounters, prefix_cache_hit_ratio
+from collector.fleet.figures import Figures, PoolPrice, Window, pool_figures, prices_at
+from collector.fleet.figures_sql import PERCENTILES
+from collector.fleet.slo import Slo
 from collector.store.protocols import Queryable
-from collector.vocabulary import Status
 from engine.specs import PoolSpec
 
-PERCENTILES = (0.5, 0.9, 0.99)
-
-
-@dataclass(frozen=True)
-class Window:
-    """Requests started in [start, end); with a run id, only that run's. No start or end: the data's own span."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-    run_id: str | None = None
-
-    @classmethod
-    def last(cls, seconds: float, now: datetime | None = None) -> Window:
-        end = now or datetime.now(UTC)
-        return cls(end - timedelta(seconds=seconds), end)
-
-
-@dataclass(frozen=True)
-class PoolPrice:
-    price_per_hour: float  # USD per replica-hour
-    replicas: int
+__all__ = ["PERCENTILES", "PoolPrice", "PoolReport", "PoolStats", "Window", "cost_rows", "fleet_report", "latency_rows",
+           "table_rows"]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PoolStats:
-    """What the store holds of one pool and revision in a window (one row of `_STATS_SQL`)."""
+    """What the store holds of one pool and revision in a window (from its Figures)."""
 
     pool: str
     revision: str | None
@@ -59,12 +43,12 @@ class PoolStats:
     errors: int
     cancelled: int
     ttft_s: tuple[float, ...] | None  # at PERCENTILES; None without an ok request that has one
-    tpot_s: tuple[float, ...] | None
+    tpot_s: tuple[float, ...] | None  # the judged TPOT (Figures.tpot_basis: the client's, or the engine's)
     e2e_s: tuple[float, ...] | None
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
-    attributed_usd: float | None  # sum of the requests' cost_usd (busy-time shares)
+    attributed_usd: float | None  # sum of the ok requests' cost_usd (busy-time shares)
     first_start: datetime
     last_end: datetime
 
@@ -79,6 +63,7 @@ class PoolReport:
     usd_per_request: float | None
     request_cache_hit_ratio: float | None
     server_cache_hit_ratio: float | None
+    figures: Figures | None = None  # everything else: goodput, the engine's split, why a figure is missing
 
     @property
     def ok(self) -> int:
@@ -87,6 +72,22 @@ class PoolReport:
     @property
     def error_rate(self) -> float:
         return self.stats.errors / self.stats.requests if self.stats.requests else 0.0
+
+
+def from_figures(f: Figures) -> PoolReport:
+    t = f.tokens
+    stats = PoolStats(
+        pool=f.key.pool, revision=f.key.revision, hardware=f.hardware, requests=f.counts.requests,
+        errors=f.counts.errors, cancelled=f.counts.cancelled, ttft_s=f.latency["ttft"],
+        tpot_s=f.latency["judged_tpot"], e2e_s=f.latency["e2e"], prompt_tokens=t.prompt, cached_tokens=t.cached,
+        completion_tokens=t.completion, attributed_usd=f.usd.attributed,
+        first_start=f.first_start or datetime.min.replace(tzinfo=UTC),
+        last_end=f.last_end or datetime.min.replace(tzinfo=UTC),
+    )  # fmt: skip
+    return PoolReport(
+        stats, f.span_s, f.usd.window_cost, f.usd.per_mtok_out, f.usd.per_mtok, f.usd.per_request,
+        f.cache.request_ratio, f.cache.server_ratio, f,
+    )  # fmt: skip
 
 
 def pools_rows(specs: Iterable[PoolSpec], recorded_at: datetime) -> list[dict[str, Any]]:
@@ -101,6 +102,7 @@ def pools_rows(specs: Iterable[PoolSpec], recorded_at: datetime) -> list[dict[st
             "dtype": spec.dtype,
             "replicas": spec.replicas,
             "price_per_hour": spec.price_per_hour or 0.0,
+            "stream_batch_ms": spec.stream_batch_interval_ms,
             "spec_json": json.dumps(spec.model_dump(mode="json")),
             "recorded_at": recorded_at,
         }
@@ -108,145 +110,17 @@ def pools_rows(specs: Iterable[PoolSpec], recorded_at: datetime) -> list[dict[st
     ]
 
 
-def report(
-    stats: Iterable[PoolStats],
-    prices: Mapping[tuple[str, str | None], PoolPrice],
-    server_ratios: Mapping[str, float | None],
-    window_s: float | None = None,
-) -> list[PoolReport]:
-    """Cost and cache figures per pool and revision. `window_s` None: each pool's own span, first request
-    start to last request end (a run's duration)."""
-    reports = []
-    for s in stats:
-        span = window_s if window_s is not None else max((s.last_end - s.first_start).total_seconds(), 0.0)
-        price = prices.get((s.pool, s.revision))
-        ok = s.requests - s.errors - s.cancelled
-        cost = pool_cost_usd(price.price_per_hour, price.replicas, span) if price else None
-        unit = (
-            summarize_cost(cost, ok, s.completion_tokens, s.prompt_tokens + s.completion_tokens)
-            if cost is not None
-            else None
-        )
-        reports.append(
-            PoolReport(
-                stats=s,
-                window_s=span,
-                window_cost_usd=cost,
-                usd_per_m_output_tokens=unit.usd_per_m_output_tokens if unit else None,
-                usd_per_m_total_tokens=unit.usd_per_m_total_tokens if unit else None,
-                usd_per_request=unit.usd_per_request if unit else None,
-                request_cache_hit_ratio=s.cached_tokens / s.prompt_tokens if s.prompt_tokens else None,
-                server_cache_hit_ratio=server_ratios.get(s.pool),
-            )
-        )
-    return reports
+def fleet_report(store: Queryable, window: Window, *, slo: Slo | None = None) -> list[PoolReport]:
+    """Every pool with requests in the window (collector/fleet/figures.py pool_figures). The window's length
+    sets the cost when it has both ends; otherwise (a run) each pool's own span of requests does, and the
+    server-side ratio brackets the run."""
+    return [from_figures(f) for f in pool_figures(store, window, slo=slo)]
 
 
-def _where(window: Window, time_column: str) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["TRUE"]
-    params: list[Any] = []
-    if window.start is not None:
-        clauses.append(f"{time_column} >= ?")
-        params.append(window.start)
-    if window.end is not None:
-        clauses.append(f"{time_column} < ?")
-        params.append(window.end)
-    if window.run_id is not None and time_column == "started_at":
-        clauses.append("run_id = ?")
-        params.append(window.run_id)
-    return " AND ".join(clauses), params
-
-
-_OK = f"status = '{Status.ok}'"
-# a template: {q} (the percentiles) and {where} are filled in by query_stats
-_STATS_SQL = f"""
-SELECT pool, revision, any_value(hardware) AS hardware,
-    count(*) AS requests,
-    count(*) FILTER (WHERE status = '{Status.error}') AS errors,
-    count(*) FILTER (WHERE status = '{Status.cancelled}') AS cancelled,
-    quantile_cont(ttft_s, {{q}}) FILTER (WHERE {_OK}) AS ttft_s,
-    quantile_cont(tpot_s, {{q}}) FILTER (WHERE {_OK}) AS tpot_s,
-    quantile_cont(e2e_s, {{q}}) FILTER (WHERE {_OK}) AS e2e_s,
-    CAST(coalesce(sum(prompt_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS prompt_tokens,
-    CAST(coalesce(sum(cached_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS cached_tokens,
-    CAST(coalesce(sum(completion_tokens) FILTER (WHERE {_OK}), 0) AS BIGINT) AS completion_tokens,
-    sum(cost_usd) AS attributed_usd,
-    min(started_at) AS first_start,
-    max(started_at + to_microseconds(CAST(coalesce(e2e_s, 0) * 1e6 AS BIGINT))) AS last_end
-FROM requests WHERE {{where}}
-GROUP BY pool, revision ORDER BY pool, revision
-"""
-
-
-def query_stats(store: Queryable, window: Window) -> list[PoolStats]:
-    where, params = _where(window, "started_at")
-    sql = _STATS_SQL.format(q=list(PERCENTILES), where=where)
-    stats = []
-    for row in store.query(sql, params).to_pylist():
-        for key in ("ttft_s", "tpot_s", "e2e_s"):
-            row[key] = tuple(row[key]) if row[key] is not None else None
-        stats.append(PoolStats(**row))
-    return stats
-
-
-def query_prices(store: Queryable) -> dict[tuple[str, str | None], PoolPrice]:
+def latest_prices(store: Queryable) -> dict[tuple[str, str | None], PoolPrice]:
     """The latest recorded price and replicas of every pool and revision."""
-    rows = store.query(
-        "SELECT pool, revision, arg_max(price_per_hour, recorded_at) AS price, arg_max(replicas, recorded_at) AS n "
-        "FROM pools GROUP BY pool, revision"
-    ).to_pylist()
-    return {(r["pool"], r["revision"]): PoolPrice(r["price"], r["n"]) for r in rows}
-
-
-_RATIO_SQL = """
-WITH bounds AS (SELECT ?::TIMESTAMPTZ AS lo, ?::TIMESTAMPTZ AS hi, ?::BOOLEAN AS bracket), s AS (
-    SELECT pool, sampled_at, value AS q, 0.0 AS h FROM pool_samples WHERE metric = 'prefix_cache_queries_total'
-    UNION ALL
-    SELECT pool, sampled_at, 0.0, value FROM pool_samples WHERE metric = 'prefix_cache_hits_total'
-), scrapes AS (SELECT pool, sampled_at, sum(q) AS q, sum(h) AS h, count(*) AS n FROM s GROUP BY pool, sampled_at)
-SELECT pool,
-    coalesce(arg_max(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at <= lo),
-             arg_min(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at > lo AND sampled_at < hi))
-        AS before,
-    coalesce(arg_min(struct_pack(q, h), sampled_at) FILTER (WHERE bracket AND sampled_at >= hi),
-             arg_max(struct_pack(q, h), sampled_at) FILTER (WHERE sampled_at > lo AND sampled_at < hi))
-        AS after
-FROM scrapes, bounds WHERE n = 2 GROUP BY pool
-"""
-
-
-def query_server_ratios(
-    store: Queryable, start: datetime | None, end: datetime | None, *, bracket_end: bool = False
-) -> dict[str, float | None]:
-    """Per pool: the prefix-cache hit ratio from the pool's counters at `start` (the last scrape at or before
-    it, else the first inside the window) to those at `end` (the last scrape inside the window; with
-    `bracket_end`, the first scrape at or after `end` when there is one: a run's own requests all counted)."""
-    low, high = start or datetime.min.replace(tzinfo=UTC), end or datetime.max.replace(tzinfo=UTC)
-    rows = store.query(_RATIO_SQL, [low, high, bracket_end])
-    ratios: dict[str, float | None] = {}
-    for r in rows.to_pylist():
-        before, after = r["before"], r["after"]
-        ratios[r["pool"]] = (
-            prefix_cache_hit_ratio(
-                PrefixCacheCounters(before["q"], before["h"]), PrefixCacheCounters(after["q"], after["h"])
-            )
-            if before and after
-            else None
-        )
-    return ratios
-
-
-def fleet_report(store: Queryable, window: Window) -> list[PoolReport]:
-    """Every pool with requests in the window. The window's length sets the cost when it has both ends;
-    otherwise (a run) each pool's own span of requests does, and the server-side ratio brackets the run."""
-    window_s = (window.end - window.start).total_seconds() if window.start and window.end else None
-    stats = query_stats(store, window)
-    if not stats:
-        return []
-    start = window.start or min(s.first_start for s in stats)
-    end = window.end or max(s.last_end for s in stats)
-    ratios = query_server_ratios(store, start, end, bracket_end=window.end is None)
-    return report(stats, query_prices(store), ratios, window_s)
+    prices = prices_at(store, datetime.max.replace(tzinfo=UTC))
+    return {(k.pool, k.revision): p for k, p in prices.items()}
 
 
 def last_scrape(store: Queryable) -> datetime | None:
@@ -290,8 +164,16 @@ def ms_at(values: Sequence[float] | None, i: int) -> float | None:
     return values[i] * 1e3 if values else None
 
 
-def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
-    """For print_table: milliseconds, dollars per million tokens, ratios."""
+def _figure_ms(r: PoolReport, name: str) -> float | None:
+    value = r.figures.value(name) if r.figures else None
+    return value * 1e3 if value is not None else None
+
+
+def latency_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
+    """For print_table: counts and latency in milliseconds. `tpot from`: whose TPOT the tpot columns are (the
+    client's, or the engine's where the pool coalesced its stream); queue, prefill and transport: TTFT's parts
+    (the engine's queue and prefill; the rest is transport and batching); goodput: the share of requests within
+    the SLO, when one was given."""
     return [
         {
             "pool": r.stats.pool,
@@ -303,9 +185,27 @@ def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
             "ttft_p50_ms": ms_at(r.stats.ttft_s, 0),
             "ttft_p90_ms": ms_at(r.stats.ttft_s, 1),
             "ttft_p99_ms": ms_at(r.stats.ttft_s, 2),
+            "queue_p50_ms": _figure_ms(r, "queue_p50"),
+            "prefill_p50_ms": _figure_ms(r, "prefill_p50"),
+            "transport_p50_ms": _figure_ms(r, "transport_p50"),
             "tpot_p50_ms": ms_at(r.stats.tpot_s, 0),
             "tpot_p99_ms": ms_at(r.stats.tpot_s, 2),
+            "tpot from": r.figures.tpot_basis if r.figures else None,
             "e2e_p50_ms": ms_at(r.stats.e2e_s, 0),
+            "goodput": r.figures.value("goodput") if r.figures else None,
+        }
+        for r in reports
+    ]
+
+
+def cost_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
+    """For print_table: dollars per million tokens and per request, cache hit ratios (request and server side)."""
+    return [
+        {
+            "pool": r.stats.pool,
+            "revision": r.stats.revision,
+            "window_s": r.window_s,
+            "$ in window": r.window_cost_usd,
             "$/1M out tok": r.usd_per_m_output_tokens,
             "$/1M tok": r.usd_per_m_total_tokens,
             "$/req": r.usd_per_request,
@@ -314,3 +214,8 @@ def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
         }
         for r in reports
     ]
+
+
+def table_rows(reports: Sequence[PoolReport]) -> list[dict[str, object]]:
+    """Latency and cost in one row per pool (for a chosen subset of columns, as the demo shows)."""
+    return [{**lat, **cost} for lat, cost in zip(latency_rows(reports), cost_rows(reports), strict=True)]

@@ -18,6 +18,7 @@ import httpx
 
 from collector.client.credentials import client_headers
 from collector.fleet.report import PoolReport, Window, fleet_report, last_scrape
+from collector.fleet.slo import Slo
 from collector.loadgen.runner import LoadConfig, LoadResult, run_load
 from collector.loadgen.workloads import WorkItem, arith_workload, prefix_workload, random_workload
 from collector.store.protocols import Queryable
@@ -101,8 +102,14 @@ def wait_for_rows(store: Queryable, run_id: str, expected: int, timeout_s: float
 
 
 def run_through_gateway(
-    config: LoadConfig, items: Sequence[WorkItem], store: Queryable, scrape_timeout_s: float = 12.0
+    config: LoadConfig,
+    items: Sequence[WorkItem],
+    store: Queryable,
+    scrape_timeout_s: float = 12.0,
+    slo: Slo | None = None,
 ) -> tuple[LoadResult, list[PoolReport]]:
+    """Sends the load, waits for its rows and a scrape after it, and reads the run's figures (goodput against
+    `slo`, when one is given)."""
     result = run_load(config, items)
     stored = wait_for_rows(store, config.run_id, len(result.requests))
     if stored != len(result.requests):
@@ -111,7 +118,7 @@ def run_through_gateway(
             "was the load sent to the collector's gateway (not straight to a pool)? see the collector log"
         )
     wait_for_scrape(store, datetime.now(UTC), scrape_timeout_s)
-    return result, fleet_report(store, Window(run_id=config.run_id))
+    return result, fleet_report(store, Window(run_ids=(config.run_id,)), slo=slo)
 
 
 def wait_for_scrape(store: Queryable, after: datetime, timeout_s: float) -> bool:

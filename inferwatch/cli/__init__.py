@@ -30,6 +30,7 @@ ERROR_EXIT_CODES: dict[str, int] = {
     "collector.gateway.routes.SplitError": EXIT_BAD_INPUT,
     "canary.probes.ProbeError": EXIT_BAD_INPUT,
     "evals.suites.SuiteError": EXIT_BAD_INPUT,
+    "collector.fleet.slo.SloError": EXIT_BAD_INPUT,
     "evals.lm_eval_import.SamplesError": EXIT_BAD_INPUT,
     "collector.auth.AuthConfigError": EXIT_BAD_INPUT,
     "collector.auth.ExposedBind": EXIT_BAD_INPUT,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from inferwatch.cli.options import HOME, STORE, parse_duration, reader, settings
+from inferwatch.cli.options import HOME, SLO, STORE, parse_duration, reader, settings
 
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fleet = commands.add_parser(
-        "fleet", parents=[HOME, STORE], help="per-pool latency, cost per token and cache hits from the store"
+        "fleet",
+        parents=[HOME, STORE, SLO],
+        help="per-pool latency, goodput, cost per token and cache hits from the store",
     )
     fleet.add_argument("--window", type=parse_duration, default=900.0, help="how far back (default 15m)")
     fleet.add_argument("--run", help="one load run instead of a window")
@@ -17,13 +19,16 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.fleet.report import Window, fleet_report, table_rows
+    from collector.fleet.report import Window, cost_rows, fleet_report, latency_rows
+    from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
     from inferwatch.report import print_table
 
     current = settings(args)
-    window = Window(run_id=args.run) if args.run else Window.last(args.window)
+    slo = load_slo(args.slo or DEFAULT_SLO_PATH)
+    window = Window(run_ids=(args.run,)) if args.run else Window.last(args.window)
     with reader(current) as store:
-        reports = fleet_report(store, window)
+        reports = fleet_report(store, window, slo=slo)
     what = f"run {args.run}" if args.run else f"the last {args.window:g}s"
-    print_table(table_rows(reports), title=f"pools over {what} ({current.store_url})")
+    print_table(latency_rows(reports), title=f"pools over {what}, ms; goodput: {slo.describe()} ({current.store_url})")
+    print_table(cost_rows(reports), title=f"cost and cache over {what} ($ = price x replicas x window)")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inferwatch.cli.options import EXIT_FAILURE, HOME, STORE, bad_input, name_list, parse_duration, settings
+from inferwatch.cli.options import EXIT_FAILURE, HOME, SLO, STORE, bad_input, name_list, parse_duration, settings
 from inferwatch.settings import Settings
 
 
@@ -19,7 +19,7 @@ def dataset(name: str) -> str:
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = commands.add_parser(
-        "load", parents=[HOME, STORE], help="send load through the collector's gateways; per-pool table at the end"
+        "load", parents=[HOME, STORE, SLO], help="send load through the collector's gateways; per-pool table at the end"
     )
     load.add_argument(
         "--gateway", action="append", metavar="URL",
@@ -60,7 +60,8 @@ def gateways(current: Settings, explicit: list[str] | None, store_given: bool) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.fleet.report import table_rows
+    from collector.fleet.report import cost_rows, latency_rows
+    from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
     from collector.loadgen.job import WorkloadSpec, build_workload, run_through_gateway, served_models
     from collector.loadgen.runner import LoadConfig, error_rows, gateway_rows, summary_rows
     from collector.store.door import open_reader
@@ -79,13 +80,17 @@ def run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency, ignore_eos=args.ignore_eos, temperature=args.temperature,
             seed=args.seed, progress=True, spread_over=tuple(f"{url}/v1" for url in urls[1:]),
         )  # fmt: skip
+    slo = load_slo(args.slo or DEFAULT_SLO_PATH)
     with open_reader(store_url) as store:
-        result, reports = run_through_gateway(config, items, store)
+        result, reports = run_through_gateway(config, items, store, slo=slo)
     title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
     print_table(summary_rows(result), title=f"{title} (client side, ms)")
     if len(urls) > 1:
         print_table(gateway_rows(result), title=f"spread over {len(urls)} gateways")
     if errors := error_rows(result):
         print_table(errors, title="errors")
-    print_table(table_rows(reports), title=f"the run as the store holds it ({store_url})")
+    print_table(
+        latency_rows(reports), title=f"the run as the store holds it, ms; goodput: {slo.describe()} ({store_url})"
+    )
+    print_table(cost_rows(reports), title="its cost and cache ($ = price x replicas x the run's span)")
     return EXIT_FAILURE if all(r.status != "ok" for r in result.requests) else 0

@@ -99,6 +99,10 @@ STORE.add_argument(
     "--store", metavar="URL", help="store URL: a DuckDB file (default <home>/inferwatch.duckdb) or ducklake:..."
 )
 
+SLO = _parent()
+SLO.add_argument("--slo", type=Path, metavar="FILE",
+                 help="goodput SLO: ttft, tpot, e2el in ms (default data/slo.yaml)")  # fmt: skip
+
 ENGINE = _parent()
 ENGINE.add_argument("--spec", type=Path, help="pool spec file (default data/pools.yaml)")
 ENGINE.add_argument("--port", type=int, help="engine HTTP port (default 8000)")

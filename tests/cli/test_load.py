@@ -52,7 +52,7 @@ def test_load_reports_each_pool_and_the_rows_land_in_the_store(collector: tuple[
     assert "HTTP 502" in done.stdout and "err500" in done.stdout  # the error table names the pool and the cause
     flush_collector(state.url)  # every answered request committed
     with open_reader(state.store) as store:
-        reports = {r.stats.pool: r for r in fleet_report(store, Window(run_id=run.group(1)))}
+        reports = {r.stats.pool: r for r in fleet_report(store, Window(run_ids=(run.group(1),)))}
     # round-robin over two pools: 5 each; the scripted pool answers 3 completion tokens of a 7-token prompt
     assert (reports["ok"].stats.requests, reports["ok"].stats.errors, reports["ok"].stats.completion_tokens) == (
         5,
@@ -95,3 +95,16 @@ def test_fleet_without_a_store_says_what_to_do(tmp_path: Path) -> None:
     done = inferwatch("fleet", "--home", str(tmp_path))
     assert done.returncode == 3 and "no store there yet" in done.stderr
     assert not (tmp_path / "inferwatch.duckdb").exists()
+
+
+def test_fleet_with_a_bad_slo_file_names_the_file_and_key(tmp_path: Path) -> None:
+    slo = tmp_path / "slo.yaml"
+    slo.write_text("ttft: 500\nitl: 20\n")
+    done = inferwatch("fleet", "--home", str(tmp_path), "--slo", str(slo))
+    assert done.returncode == 3
+    assert f"{slo}: unknown key 'itl'; the keys are ttft, tpot, e2el (milliseconds)" in done.stderr
+    slo.write_text("ttft: -5\n")
+    done = inferwatch("fleet", "--home", str(tmp_path), "--slo", str(slo))
+    assert done.returncode == 3 and "ttft must be a positive number of milliseconds, got -5" in done.stderr
+    missing = inferwatch("fleet", "--home", str(tmp_path), "--slo", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 3 and "cannot read the SLO file" in missing.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector import vocabulary
-from collector.fleet.report import Window, query_stats
+from collector.fleet.report import Window, fleet_report
 from collector.store.api import Store
 from collector.store.rows import RequestRecord
 from collector.vocabulary import (
@@ -115,7 +115,8 @@ def test_members_are_stored_as_their_strings_and_the_fleet_sql_counts_them(tmp_p
     with Store(tmp_path / "s.duckdb") as store:
         store.append("requests", rows)
         got = store.query("SELECT status, source, operation, error_type FROM requests ORDER BY id").to_pylist()
-        (stats,) = query_stats(store, Window())
+        (report,) = fleet_report(store, Window())
+    stats = report.stats
     assert [tuple(r.values()) for r in got] == [
         ("ok", "load", "chat", None), ("ok", "load", "chat", None), ("error", "load", "chat", "upstream_5xx"),
         ("cancelled", "load", "chat", "cancelled"),

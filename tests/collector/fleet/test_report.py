@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from collector.fleet.report import PoolPrice, Window, fleet_report, pools_rows, report, table_rows
+from collector.fleet.report import Window, fleet_report, pools_rows, table_rows
 from collector.store.api import Store
 from engine.specs import load_pools
 
@@ -87,7 +87,7 @@ def test_a_window_of_100_s_by_hand(store: Store) -> None:
 
 
 def test_a_run_is_costed_over_its_own_span(store: Store) -> None:
-    (b,) = fleet_report(store, Window(run_id="x"))
+    (b,) = fleet_report(store, Window(run_ids=("x",)))
     # b1 starts at 10 s, b2 ends at 20 + 5 = 25 s: 15 s of a 0.36 $/h pool, 10 output tokens
     assert b.window_s == pytest.approx(15.0)
     assert b.window_cost_usd == pytest.approx(0.0015)
@@ -99,28 +99,33 @@ def test_a_run_is_costed_over_its_own_span(store: Store) -> None:
 
 def test_nothing_in_the_window_gives_no_rows(store: Store) -> None:
     assert fleet_report(store, Window(at(1000), at(2000))) == []
-    assert fleet_report(store, Window(run_id="no-such-run")) == []
+    assert fleet_report(store, Window(run_ids=("no-such-run",))) == []
+
+
+def _errors_only(tmp_path: Path, price: float | None) -> Any:
+    """Pool c: two errors at 1 s and 2 s, priced `price` $/h at 0 s (None: no price)."""
+    with Store(tmp_path / "errors.duckdb") as s:
+        if price is not None:
+            s.append("pools", [{"pool": "c", "revision": "r1", "hardware": "cpu", "accelerator": "cpu", "model": "m@c",
+                                "dtype": "float32", "spec_json": "{}", "replicas": 1, "price_per_hour": price,
+                                "recorded_at": T0}])  # fmt: skip
+        s.append("requests", [request("e1", "c", 1, status="error"), request("e2", "c", 2, status="error")])
+        (r,) = fleet_report(s, Window(T0, at(60)))
+        return r
 
 
 def test_a_pool_without_a_price_has_no_cost_and_errors_only_have_no_latency(tmp_path: Path) -> None:
-    (stats,) = _stats_only_errors(tmp_path)
-    (r,) = report([stats], {}, {}, window_s=60)
+    r = _errors_only(tmp_path, None)
     assert r.window_cost_usd is None and r.usd_per_m_output_tokens is None
+    assert r.figures is not None and r.figures.reason("usd_per_mtok") == (
+        f"no price recorded for pool c at or before {at(60).isoformat()}"
+    )
     row = table_rows([r])[0]
     assert row["ttft_p50_ms"] is None and row["errors"] == 2 and row["hit req"] is None
 
 
-def _stats_only_errors(tmp_path: Path) -> list[Any]:
-    with Store(tmp_path / "errors.duckdb") as s:
-        s.append("requests", [request("e1", "c", 1, status="error"), request("e2", "c", 2, status="error")])
-        from collector.fleet.report import query_stats
-
-        return query_stats(s, Window())
-
-
 def test_zero_price_is_free_and_not_missing(tmp_path: Path) -> None:
-    (stats,) = _stats_only_errors(tmp_path)
-    (r,) = report([stats], {("c", "r1"): PoolPrice(0.0, 1)}, {}, window_s=60)
+    r = _errors_only(tmp_path, 0.0)
     assert r.window_cost_usd == 0.0 and r.usd_per_request is None  # no ok request: no unit cost
 
 
