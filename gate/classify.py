@@ -1,11 +1,14 @@
 """Per-metric classification of a candidate against its baseline (pure; Kayenta's metric classifier).
 
-Continuous metrics (TTFT, TPOT, e2e, $/1M tokens, cache hit ratio, per request): a two-sided Mann-Whitney U
+Continuous metrics (TTFT, TPOT, e2e, per request): a two-sided Mann-Whitney U
 test, and the Hodges-Lehmann estimate of the shift (the median of all candidate - baseline differences) with
 its distribution-free confidence interval (Lehmann 1975: the k-th smallest and largest differences, k from
 the U distribution's normal approximation). The effect is the shift relative to the baseline's median. A
 metric is `high` (or `low`) when the test is significant AND the effect exceeds the allowed change in the
 direction that hurts; beyond the critical change it fails the whole gate.
+
+Window figures ($/1M tokens, cache hit ratio: one number per pool for the window, as `inferwatch fleet` shows):
+the relative change, judged against the same allowed and critical changes (there is no sample to test).
 
 Rates (errors per request): Fisher's exact test on the 2x2 table, the effect in absolute points.
 """
@@ -130,6 +133,22 @@ def classify_values(
     cls, critical, reason = judge_effect(effect, shift.p_value < t.alpha, t, "%")
     return MetricResult(metric, group, cls, critical, reason, b_med, c_med, effect, shift.low / scale,
                         shift.high / scale, shift.p_value, counts)  # fmt: skip
+
+
+def classify_figure(
+    metric: str, group: str, baseline: float | None, candidate: float | None, t: Thresholds, missing: str = ""
+) -> MetricResult:
+    """A window figure (the pool's $/1M tokens or cache hit ratio over the window, as the fleet shows it): not a
+    sample, so no test; the effect is the relative change. `missing`: why a side has no figure."""
+    if baseline is None or candidate is None:
+        return MetricResult(metric, group, Classification.nodata, False, missing or "no figure for the window")
+    if baseline == candidate:
+        effect = 0.0
+    else:
+        effect = (candidate - baseline) / abs(baseline) if baseline else math.copysign(1.0, candidate)
+    cls, critical, reason = judge_effect(effect, True, t, "%")
+    return MetricResult(metric, group, cls, critical, f"{reason} ({baseline:.4g} -> {candidate:.4g} over the window)",
+                        baseline, candidate, effect, evidence={"basis": "window figure"})  # fmt: skip
 
 
 def classify_rate(metric: str, group: str, baseline: tuple[int, int], candidate: tuple[int, int], t: Thresholds

@@ -1,7 +1,13 @@
 """What the judge reads from the store for a baseline and a candidate pool over a window (the only I/O of the
-judge): per-request values (a seeded sample when the window holds more than `max_samples`), request and
-error counts, the latest eval run with both pools, and the latest canary run of the candidate against the
-baseline; and for a rollout, how many requests of its load run each pool served."""
+judge): per-request latency values (a seeded sample when the window holds more than `max_samples`), the pool's
+cost per token and cache hit ratio over the window, request and error counts, the latest eval run with both
+pools, and the latest canary run of the candidate against the baseline; and for a rollout, how many requests
+of its load run each pool served.
+
+Latency values and the window figures come from collector/fleet/figures.py, the module every surface reads: the
+gate's $/1M tokens and cache hit ratio for a window are the numbers `inferwatch fleet` shows for it, and its
+TPOT is the judged TPOT (the engine's where the pool coalesced its stream; none where it coalesced and sent no
+engine timings)."""
 
 from __future__ import annotations
 
@@ -10,16 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from collector.fleet.figures import Key, Window, pool_figures, request_values
 from collector.store.protocols import Queryable
 from collector.vocabulary import Status
 
-VALUE_COLUMNS = {
-    "ttft": "ttft_s",
-    "tpot": "tpot_s",
-    "e2e": "e2e_s",
-    "cost_per_mtok": "cost_usd * 1e6 / nullif(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0), 0)",
-    "cache_hit_ratio": "cached_tokens::DOUBLE / nullif(prompt_tokens, 0)",
-}
+# the gate's per-request metrics and the figures' request metric each is read as (TPOT: by the pool's basis)
+VALUE_METRICS = {"ttft": "ttft", "tpot": "tpot", "e2e": "e2e"}
+# the gate's window metrics and the figure each is
+WINDOW_FIGURES = {"cost_per_mtok": "usd_per_mtok", "cache_hit_ratio": "cache_hit_ratio"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class PoolData:
     requests: int = 0
     errors: int = 0
     values: dict[str, list[float]] = field(default_factory=dict)  # metric -> successful requests' values
+    figures: dict[str, float | None] = field(default_factory=dict)  # window metric -> the fleet figure
+    missing: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value (from the figures)
+    tpot_basis: str | None = "client"  # whose TPOT `values["tpot"]` is: "client", "engine", None (none)
 
 
 @dataclass(frozen=True)
@@ -66,15 +73,30 @@ def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: i
         "WHERE pool = ? AND started_at >= ? AND started_at < ?",
         [Status.ok.value, pool, span.start, span.end],
     ).to_pylist()[0]
-    columns = ", ".join(f"{sql} AS {name}" for name, sql in VALUE_COLUMNS.items())
-    sources = f"AND source IN ({', '.join('?' * len(span.value_sources))})" if span.value_sources else ""
-    table = store.query(
-        f"SELECT * FROM (SELECT {columns} FROM requests WHERE pool = ? AND status = ? AND started_at >= ? "
-        f"AND started_at < ? {sources}) USING SAMPLE reservoir({int(max_samples)} ROWS) REPEATABLE ({int(seed)})",
-        [pool, Status.ok.value, span.start, span.end, *span.value_sources],
-    )
-    values = {name: [v for v in table.column(name).to_pylist() if v is not None] for name in VALUE_COLUMNS}
-    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values)
+    window = Window(span.start, span.end, sources=span.value_sources, pools=(pool,), by_revision=False)
+    found = pool_figures(store, window)
+    figures = found[0] if found else None
+    basis = figures.tpot_basis if figures else "client"
+    missing: dict[str, str] = {}
+    metrics = dict(VALUE_METRICS)
+    if basis == "engine":
+        metrics["tpot"] = "engine_tpot"
+    elif basis is None and figures is not None:
+        del metrics["tpot"]
+        missing["tpot"] = figures.reason("judged_tpot_p50") or "no judged TPOT"
+    key = Key(pool, None)
+    values = {
+        name: request_values(store, window, metric, max_samples=max_samples, seed=seed).get(key, [])
+        for name, metric in metrics.items()
+    }
+    window_figures: dict[str, float | None] = {}
+    for name, figure in WINDOW_FIGURES.items():
+        window_figures[name] = figures.value(figure) if figures else None
+        if window_figures[name] is None:
+            missing[name] = (
+                figures.reason(figure) if figures else None
+            ) or f"no ok request of pool {pool} in the window"
+    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values, window_figures, missing, basis)
 
 
 def latest_eval_pairs(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> list[EvalPair]:

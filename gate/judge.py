@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from collector.store.protocols import Queryable, StoreLike
 from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 from evals.compare import CompareConfig, compare_pool
-from gate.classify import Classification, MetricResult, Thresholds, classify_rate, classify_values
+from gate.classify import Classification, MetricResult, Thresholds, classify_figure, classify_rate, classify_values
 from gate.config import DriftMetric, EvalMetric, GateConfig, ValueMetric
 from gate.data import DriftRow, EvalPair, PoolData, Span, latest_drift, latest_eval_pairs, pool_data
 
@@ -102,11 +102,25 @@ def judge_metrics(config: GateConfig, baseline: PoolData, candidate: PoolData, p
     """Every configured metric, classified (pure)."""
     m = config.metrics
     results: list[MetricResult] = []
-    for name in ("ttft", "tpot", "e2e", "cost_per_mtok", "cache_hit_ratio"):
+    for name in ("ttft", "tpot", "e2e"):
         metric: ValueMetric | None = getattr(m, name)
+        if metric is None:
+            continue
+        if why := "; ".join(f"{d.pool}: {d.missing[name]}" for d in (baseline, candidate) if name in d.missing):
+            results.append(MetricResult(name, metric.group, Classification.nodata, False, why))
+            continue
+        result = classify_values(name, metric.group, baseline.values.get(name, []), candidate.values.get(name, []),
+                                 _thresholds(metric, config))  # fmt: skip
+        if name == "tpot":  # whose TPOT: the client's, or the engine's where a pool coalesced its stream
+            bases = {"baseline": baseline.tpot_basis, "candidate": candidate.tpot_basis}
+            result = replace(result, evidence={**result.evidence, "tpot_basis": bases})
+        results.append(result)
+    for name in ("cost_per_mtok", "cache_hit_ratio"):
+        metric = getattr(m, name)
         if metric is not None:
-            results.append(classify_values(name, metric.group, baseline.values.get(name, []),
-                                           candidate.values.get(name, []), _thresholds(metric, config)))  # fmt: skip
+            why = "; ".join(f"{d.pool}: {d.missing[name]}" for d in (baseline, candidate) if name in d.missing)
+            results.append(classify_figure(name, metric.group, baseline.figures.get(name),
+                                           candidate.figures.get(name), _thresholds(metric, config), why))  # fmt: skip
     if m.error_rate is not None:
         rates = (baseline.errors, baseline.requests), (candidate.errors, candidate.requests)
         results.append(classify_rate("error_rate", m.error_rate.group, *rates, _thresholds(m.error_rate, config)))

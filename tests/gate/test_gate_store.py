@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collector.fleet.report import Window, fleet_report
 from collector.store.api import Store
 from collector.vocabulary import GateVerdict
 from gate.config import load_gate_config
@@ -59,6 +60,11 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     NOW = datetime.now(UTC)
     path = tmp_path_factory.mktemp("gate") / "store.duckdb"
     with Store(path) as store:
+        # every pool at 3.6 $/h, priced before the window (the collector's snapshot at its start)
+        store.append("pools", [{"pool": pool, "revision": "r1", "hardware": "cpu", "accelerator": "cpu",
+                                "model": f"m@{pool}", "dtype": "float32", "spec_json": "{}", "replicas": 1,
+                                "price_per_hour": 3.6, "recorded_at": NOW - timedelta(hours=1)}
+                               for pool in ("ref", "twin", "bad", "coal")])  # fmt: skip
         store.append("requests", requests("ref", 1.0, errors=0, seed=1) + requests("twin", 1.0, errors=0, seed=2)
                      + requests("bad", 1.6, errors=20, seed=3))  # fmt: skip
         store.append("eval_items", evals("ref", 3) + evals("twin", 3) + evals("bad", 40))
@@ -80,6 +86,9 @@ def test_a_regressed_candidate_fails_naming_the_critical_metrics(store_path: Pat
     assert by_metric["drift:unexpected_chars"].critical
     assert not by_metric["drift:tf_mean_kl"].critical and by_metric["drift:tf_mean_kl"].classification == "pass"
     assert result.reason.startswith("critical: ttft")
+    # the window's cost over its ok tokens: 180 ok of bad against 200 of ref, same price: +11.1 % > 5 % allowed
+    assert by_metric["cost_per_mtok"].classification == "high" and not by_metric["cost_per_mtok"].critical
+    assert by_metric["cost_per_mtok"].effect == pytest.approx(200 / 180 - 1)
     assert result.sources == {"baseline_requests": 200, "candidate_requests": 200, "eval_runs": {"arith-v1": "ev1"},
                               "canary_run": "cn1"}  # fmt: skip
 
@@ -89,6 +98,44 @@ def test_an_identical_candidate_passes(store_path: Path) -> None:
         result = run_gate(store, "ref", "twin", Span(NOW - timedelta(minutes=15), NOW), load_gate_config())
     assert [r.metric for r in result.results if r.classification != "pass"] == []
     assert result.verdict is GateVerdict.passed and result.score == pytest.approx(100.0)
+
+
+def test_the_gates_cost_and_cache_are_the_fleets_figures_for_the_window(store_path: Path) -> None:
+    span = Span(NOW - timedelta(minutes=15), NOW)
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", "bad", span, load_gate_config())
+        fleet = {r.stats.pool: r for r in fleet_report(store, Window(span.start, span.end, by_revision=False))}
+    by_metric = {r.metric: r for r in result.results}
+    # 3.6 $/h x 900 s = 0.9 $ over ref's 200 x 15 tokens: 300 $/1M tokens, as the fleet table has it
+    assert by_metric["cost_per_mtok"].baseline == pytest.approx(0.9 / 3000 * 1e6)
+    assert by_metric["cost_per_mtok"].baseline == pytest.approx(fleet["ref"].usd_per_m_total_tokens)
+    assert by_metric["cost_per_mtok"].candidate == pytest.approx(fleet["bad"].usd_per_m_total_tokens)
+    assert by_metric["cache_hit_ratio"].baseline == fleet["ref"].request_cache_hit_ratio == 0.0
+
+
+def test_a_coalescing_candidate_is_judged_on_the_engines_tpot(tmp_path: Path, store_path: Path) -> None:
+    # coal: every answer in one read (client TPOT 0), the engine's TPOT 3x ref's 10 ms
+    rows = requests("coal", 1.0, errors=0, seed=4)
+    for r in rows:
+        r |= {"tpot_s": 0.0, "engine_tpot_s": 0.03, "token_events": 5, "chunk_arrivals": 1}
+    span = Span(NOW - timedelta(minutes=15), NOW)
+    with Store(store_path) as store:
+        store.append("requests", rows)
+        result = run_gate(store, "ref", "coal", span, load_gate_config())
+    tpot = next(r for r in result.results if r.metric == "tpot")
+    assert tpot.evidence["tpot_basis"] == {"baseline": "client", "candidate": "engine"}
+    assert (tpot.baseline, tpot.candidate) == (pytest.approx(0.01), pytest.approx(0.03))
+    assert tpot.classification == "high" and tpot.effect == pytest.approx(2.0)
+    # without the engine's timings a coalesced stream has no TPOT to judge: nodata with the reason, never a pass
+    with Store(store_path) as store:
+        store.append("requests", [{**r, "id": f"bare-{r['id']}", "pool": "bare", "engine_tpot_s": None} for r in rows])
+        bare = run_gate(store, "ref", "bare", span, load_gate_config())
+    tpot = next(r for r in bare.results if r.metric == "tpot")
+    assert tpot.classification == "nodata"
+    assert (
+        tpot.reason
+        == "bare: pool bare coalesces its stream and sends no per-request metrics (vLLM --enable-per-request-metrics)"
+    )
 
 
 def test_value_sources_judge_latency_on_those_requests_and_errors_on_all(store_path: Path) -> None:
