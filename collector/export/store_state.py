@@ -1,4 +1,6 @@
-"""The store's latest verdicts on /metrics (canary drift, evals, gates), read from the store at scrape time.
+"""The store's latest verdicts on /metrics (canary drift, evals, gates) and each pool's figures over the last 5
+minutes (collector/fleet/figures.py: the numbers `inferwatch fleet --window 5m` shows), read from the store at
+scrape time.
 
 A prometheus_client custom collector (`collect() -> Iterable[Metric]`): every scrape runs the queries and
 yields gauge families holding exactly the series the store has data for now. A pool or a verdict that is gone
@@ -36,7 +38,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collector.export.metrics import POOL_LABELS, PoolLabels
+from collector.fleet.figures import Window, pool_figures
 from collector.fleet.report import query_latest_drift, query_latest_evals, query_latest_gates
+from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
 from collector.health import Faults
 from collector.store.protocols import Queryable
 from collector.vocabulary import DriftVerdict, EvalVerdict
@@ -84,20 +88,22 @@ class StateQuery:
     pool_column: str
     label: str
     gauges: tuple[StateGauge, ...]
+    constant: tuple[tuple[str, str], ...] = ()  # more labels, the same on every series (name, value)
 
     def families(
         self, rows: Sequence[Row], labels_of: LabelsOf, max_series: int = MAX_SERIES
     ) -> tuple[list[GaugeMetricFamily], int]:
         """The families of `rows`, and how many label sets were left out (over `max_series`, or equal to one
         already exported once bounded)."""
-        families = [GaugeMetricFamily(g.name, g.documentation, labels=(*POOL_LABELS, self.label)) for g in self.gauges]
+        names = (*POOL_LABELS, self.label, *(name for name, _ in self.constant))
+        families = [GaugeMetricFamily(g.name, g.documentation, labels=names) for g in self.gauges]
         seen: set[tuple[str, ...]] = set()
         dropped = 0
         for row in rows:
             pool = labels_of(row[self.pool_column])
             if pool is None:
                 continue
-            labels = (*pool.values(), label_value(row[self.label]))
+            labels = (*pool.values(), label_value(row[self.label]), *(value for _, value in self.constant))
             if labels in seen or len(seen) >= max_series:
                 dropped += 1
                 continue
@@ -137,7 +143,32 @@ GATES = StateQuery("/metrics gates", query_latest_gates, "candidate", "baseline"
                "Exit code of the latest gate of this pool against the baseline: 0 pass, 1 fail, 2 marginal or no data.",
                number("exit_code")),
 ))  # fmt: skip
-QUERIES = (DRIFT, EVALS, GATES)
+FIGURE_WINDOW_S = 300.0
+# the figures exported per pool (docs/METRICS.md "Figures"): seconds, ratios, dollars per million tokens
+EXPORTED_FIGURES = (
+    "ttft_p50", "ttft_p99", "judged_tpot_p50", "e2e_p50", "queue_p50", "prefill_p50", "transport_p50",
+    "error_rate", "goodput", "usd_per_mtok", "cache_hit_ratio",
+)  # fmt: skip
+
+
+def figure_rows(store: Queryable) -> list[Row]:
+    """One row per pool and exported figure with a value, over the last FIGURE_WINDOW_S (goodput against the
+    default SLO, data/slo.yaml)."""
+    window = Window.last(FIGURE_WINDOW_S, by_revision=False)
+    return [
+        {"pool": f.key.pool, "figure": name, "value": f.value(name)}
+        for f in pool_figures(store, window, slo=load_slo(DEFAULT_SLO_PATH))
+        for name in EXPORTED_FIGURES
+        if f.value(name) is not None
+    ]
+
+
+FIGURES = StateQuery("/metrics figures", figure_rows, "pool", "figure", (
+    StateGauge("inferwatch_pool_figure",
+               "A pool's figure over the window (docs/METRICS.md Figures; latency in seconds, usd_per_mtok in $ per "
+               "1M tokens): the value inferwatch fleet shows for the same window.", number("value")),
+), constant=(("window", "5m"),))  # fmt: skip
+QUERIES = (DRIFT, EVALS, GATES, FIGURES)
 
 
 class StoreState:

@@ -118,8 +118,41 @@ def test_the_latest_verdicts_of_routed_pools_are_exported(store: Store) -> None:
     assert series(got, "inferwatch_gate_score") == {of(BF16, baseline="ref"): 20.0}
     assert series(got, "inferwatch_gate_exit_code") == {of(BF16, baseline="ref"): 1.0}
     errors = series(got, "inferwatch_export_errors_total")
-    assert len(errors) == 7 and set(errors.values()) == {0.0}  # one series per family, from 0
+    assert len(errors) == 8 and set(errors.values()) == {0.0}  # one series per family, from 0
+    assert series(got, "inferwatch_pool_figure") == {}  # no request in the last 5 minutes: no figure
     promtool_check(metrics)
+
+
+def test_each_pools_figures_over_the_last_5_minutes_are_the_fleets(store: Store) -> None:
+    now = datetime.now(UTC)
+    rows = [{"id": f"r{i}", "pool": "ref", "revision": "r1", "hardware": "cpu", "source": "load", "status": "ok",
+             "started_at": now - timedelta(seconds=60 + i), "ttft_s": ttft, "tpot_s": 0.01, "e2e_s": 0.5,
+             "prompt_tokens": 100, "cached_tokens": 25, "completion_tokens": 10}
+            for i, ttft in enumerate((0.1, 0.2, 0.3))]  # fmt: skip
+    rows.append({"id": "e", "pool": "ref", "revision": "r1", "source": "load", "status": "error",
+                 "started_at": now - timedelta(seconds=30), "e2e_s": 0.1})  # fmt: skip
+    rows.append({"id": "old", "pool": "ref", "revision": "r1", "source": "load", "status": "ok",
+                 "started_at": now - timedelta(seconds=900), "ttft_s": 9.0, "e2e_s": 9.0})  # fmt: skip
+    store.append("requests", rows)
+    store.append("pools", [{"pool": "ref", "revision": "r1", "hardware": "cpu", "accelerator": "cpu", "model": "m",
+                            "dtype": "float32", "spec_json": "{}", "replicas": 1, "price_per_hour": 3.6,
+                            "recorded_at": now - timedelta(hours=1)}])  # fmt: skip
+    got = series(scrape(exported(store)), "inferwatch_pool_figure")
+    figure = {dict(labels)["figure"]: v for labels, v in got.items() if dict(labels)["window"] == "5m"}
+    assert {dict(labels)["pool"] for labels in got} == {"ref"}
+    # the 3 ok requests of the last 5 minutes (not the one 15 minutes ago): TTFT 0.1 0.2 0.3, p50 0.2;
+    # 1 error of 4; 3.6 $/h x 300 s = 0.3 $ over 330 tokens; 75 of 300 prompt tokens cached;
+    # goodput (data/slo.yaml: ttft 2 s, tpot 100 ms, e2e 10 s): the 3 ok of 4
+    assert figure["ttft_p50"] == pytest.approx(0.2)
+    assert figure["error_rate"] == pytest.approx(0.25)
+    assert figure["usd_per_mtok"] == pytest.approx(0.3 / 330 * 1e6, rel=1e-3)  # the window ends at the scrape
+    assert figure["cache_hit_ratio"] == pytest.approx(0.25)
+    assert figure["goodput"] == pytest.approx(0.75)
+    assert "queue_p50" not in figure  # no engine timings: no series (not a zero)
+    from collector.fleet.figures import Window, pool_figures
+
+    (fleet,) = pool_figures(store, Window.last(300, by_revision=False))
+    assert figure["ttft_p50"] == fleet.value("ttft_p50") and figure["cache_hit_ratio"] == fleet.value("cache_hit_ratio")
 
 
 def test_a_newer_run_or_rows_gone_remove_the_old_series_at_the_next_scrape(store: Store) -> None:
@@ -167,6 +200,7 @@ def test_a_failing_query_leaves_out_its_families_only_and_is_logged_once(
         **{frozenset({("metric", name)}): 3.0 for name in failed},
         frozenset({("metric", "inferwatch_drift_value")}): 0.0,
         frozenset({("metric", "inferwatch_drift_flagged")}): 0.0,
+        frozenset({("metric", "inferwatch_pool_figure")}): 0.0,
     }
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 2  # once per failing query, not once per scrape

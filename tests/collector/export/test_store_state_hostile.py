@@ -70,7 +70,7 @@ def test_a_hostile_store_gives_bounded_series_and_counts_what_it_leaves_out(tmp_
         frozenset({("metric", "inferwatch_drift_flagged")}): 2.0,
         **{frozenset({("metric", name)}): 0.0 for name in (
             "inferwatch_eval_accuracy", "inferwatch_eval_accuracy_delta", "inferwatch_eval_regressed",
-            "inferwatch_gate_score", "inferwatch_gate_exit_code")},
+            "inferwatch_gate_score", "inferwatch_gate_exit_code", "inferwatch_pool_figure")},
     }  # fmt: skip
     assert "\n# TYPE fake gauge" not in text and '\nevil{x="' not in text
     promtool_check(text)
@@ -137,7 +137,8 @@ def test_a_store_file_replaced_by_garbage_is_a_fault_of_every_query(tmp_path: Pa
     got = {(s.name, frozenset(s.labels.items())): s.value
            for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
     assert got[("inferwatch_store_state_up", frozenset())] == 0.0
-    assert [f.part for f in faults.current()] == ["/metrics drift", "/metrics evals", "/metrics gates"]
+    assert [f.part for f in faults.current()] == ["/metrics drift", "/metrics evals", "/metrics figures",
+                                                  "/metrics gates"]  # fmt: skip
     assert all(
         f"the store cannot answer (StoreError: {path}" in f.reason or str(path) in f.reason for f in faults.current()
     )  # the store's error names the file (Part B words what to do)
