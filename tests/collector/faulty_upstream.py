@@ -233,7 +233,8 @@ class FaultyUpstream:
         events.append(b"data: [DONE]\n\n")
         for piece in [b"".join(events)] if body.get("coalesce") else events:
             await response.write(piece)
-            await asyncio.sleep(0 if body.get("coalesce") else 0.002)  # apart: one event per read at the gateway
+            # apart (`gap_s`, default 5 ms): one event per read at the gateway
+            await asyncio.sleep(0 if body.get("coalesce") else float(body.get("gap_s", 0.005)))
         await asyncio.sleep(float(body.get("linger_s", 0)))  # keeps the stream open after [DONE], on request
         return response
 

@@ -62,7 +62,7 @@ def engine(row: dict[str, Any]) -> tuple[float | None, ...]:
 
 
 def test_a_stream_stores_the_engine_timings_and_its_arrivals(served: ServedGateway) -> None:
-    row = ask(served, "apart", stream=True)  # the pool writes each event 2 ms apart: three reads
+    row = ask(served, "apart", stream=True, gap_s=0.05)  # the pool writes each event 50 ms apart: three reads
     assert engine(row) == pytest.approx(ENGINE)
     assert (row["token_events"], row["chunk_arrivals"], row["completion_tokens"]) == (3, 3, 3)
     assert row["itl_p50_s"] > 0 and row["itl_max_s"] >= row["itl_p50_s"]

@@ -82,9 +82,14 @@ def test_a_stream_passes_unchanged_and_is_recorded(collector: CollectorState, up
     }  # fmt: skip
     assert 0 < got["ttft_s"] <= got["e2e_s"]
     # 3 token events (the finish event's "" is the third token): two gaps, whose median is their mean;
-    # TPOT = (e2e - ttft) / (3 - 1)
-    assert got["itl_p50_s"] == pytest.approx((got["e2e_s"] - got["ttft_s"]) / 2)
-    assert got["itl_max_s"] >= got["itl_p50_s"]
+    # TPOT = (e2e - ttft) / (3 - 1). The pool writes them 5 ms apart; should a busy machine still deliver two in
+    # one read, the stream counts as coalesced and has no ITL (test_coalescing.py)
+    assert got["token_events"] == 3
+    if got["chunk_arrivals"] == 3:
+        assert got["itl_p50_s"] == pytest.approx((got["e2e_s"] - got["ttft_s"]) / 2)
+        assert got["itl_max_s"] >= got["itl_p50_s"]
+    else:
+        assert (got["itl_p50_s"], got["itl_max_s"]) == (None, None)
     assert got["tpot_s"] == pytest.approx((got["e2e_s"] - got["ttft_s"]) / 2)
     assert got["cost_usd"] > 0
 
