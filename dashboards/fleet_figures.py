@@ -29,11 +29,13 @@ FIGURES: tuple[Figure, ...] = (
     Figure("req_per_s", "req/s", "/s", Better.higher),
     Figure("ttft_p50_ms", "TTFT p50", "ms", Better.lower),
     Figure("ttft_p99_ms", "TTFT p99", "ms", Better.lower),
+    Figure("queue_p50_ms", "queue p50", "ms", Better.lower),
     Figure("tpot_p50_ms", "TPOT p50", "ms", Better.lower),
     Figure("tpot_p99_ms", "TPOT p99", "ms", Better.lower),
     Figure("error_rate", "error rate", "%", Better.lower),
     Figure("usd_per_m_tokens", "$/1M tokens", "$", Better.lower),
     Figure("cache_hit_ratio", "cache hit", "%", Better.higher),
+    Figure("goodput", "goodput", "%", Better.higher),
 )
 
 Key = tuple[str, str | None]  # pool, revision
@@ -58,17 +60,22 @@ def _ms(values: Sequence[float] | None, i: int) -> float | None:
 
 def pool_figures(report: PoolReport) -> PoolFigures:
     """req/s over the window (every request, failed ones too); latency percentiles of the ok requests (p50
-    and p99: indexes 0 and 2 of collector.fleet.report.PERCENTILES); the request-side prefix-cache hit ratio."""
+    and p99: indexes 0 and 2 of collector.fleet.report.PERCENTILES; TPOT the judged one); the request-side
+    prefix-cache hit ratio; goodput against the SLO the page was read with (collector/fleet/figures.py)."""
     s = report.stats
     values: dict[str, float | None] = {
         "req_per_s": s.requests / report.window_s if report.window_s > 0 else None,
         "ttft_p50_ms": _ms(s.ttft_s, 0),
         "ttft_p99_ms": _ms(s.ttft_s, 2),
+        "queue_p50_ms": _ms((q,), 0)
+        if report.figures and (q := report.figures.value("queue_p50")) is not None
+        else None,
         "tpot_p50_ms": _ms(s.tpot_s, 0),
         "tpot_p99_ms": _ms(s.tpot_s, 2),
         "error_rate": report.error_rate,
         "usd_per_m_tokens": report.usd_per_m_total_tokens,
         "cache_hit_ratio": report.request_cache_hit_ratio,
+        "goodput": report.figures.value("goodput") if report.figures else None,
     }
     return PoolFigures(s.pool, s.revision, s.hardware, s.requests, values)
 

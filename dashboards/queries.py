@@ -23,6 +23,7 @@ from collector.fleet.report import (
     latest_prices,
     query_latest_drift,
 )
+from collector.fleet.slo import DEFAULT_SLO_PATH, Slo, load_slo
 from collector.store.protocols import Queryable
 from collector.vocabulary import Status
 
@@ -35,14 +36,16 @@ class FleetWindows:
     before: list[PoolReport]  # the window of the same length just before; empty for the whole store
 
 
-def fleet_windows(store: Queryable, seconds: float | None, now: datetime) -> FleetWindows:
-    """The last `seconds` and the `seconds` before them; None: every request in the store, nothing before."""
+def fleet_windows(store: Queryable, seconds: float | None, now: datetime, slo: Slo | None = None) -> FleetWindows:
+    """The last `seconds` and the `seconds` before them; None: every request in the store, nothing before.
+    Goodput against `slo` (default data/slo.yaml)."""
+    slo = slo or load_slo(DEFAULT_SLO_PATH)
     if seconds is None:
-        return FleetWindows(fleet_report(store, Window()), [])
+        return FleetWindows(fleet_report(store, Window(), slo=slo), [])
     current = Window.last(seconds, now)
     assert current.start is not None
     previous = Window(current.start - timedelta(seconds=seconds), current.start)
-    return FleetWindows(fleet_report(store, current), fleet_report(store, previous))
+    return FleetWindows(fleet_report(store, current, slo=slo), fleet_report(store, previous, slo=slo))
 
 
 def request_span(store: Queryable) -> tuple[datetime | None, datetime | None]:

@@ -30,7 +30,7 @@ else:
 for f in shown:
     st.subheader(f"{md(f.pool)} · {md(f.hardware or 'unknown hardware')} · {md(f.revision or 'no revision')}")
     st.caption(f"{f.requests} request{'' if f.requests == 1 else 's'}")
-    for column, figure in zip([*st.columns(4), *st.columns(4)], FIGURES, strict=True):
+    for column, figure in zip([*st.columns(5), *st.columns(5)], FIGURES, strict=True):
         change = delta[f.key][figure.key]
         value = show(figure, f.values[figure.key])
         column.metric(figure.label, value, show_change(figure, change), delta_color=change_colour(figure, change))
@@ -39,4 +39,6 @@ st.subheader("All pools")
 st.dataframe(table(shown), hide_index=True)
 st.caption("Latency percentiles over the successful requests; error rate over all; $/1M tokens: the pool's cost "
            "over the window (price × replicas × time) per million prompt + output tokens; cache hit: cached / "
-           "prompt tokens of the successful requests (docs/METRICS.md).")  # fmt: skip
+           "prompt tokens of the successful requests; queue p50: the engine's own queue time (vLLM per-request "
+           "metrics); TPOT: the engine's where a pool coalesces its stream; goodput: the share of requests within "
+           "data/slo.yaml, errors counted as misses (docs/METRICS.md, Figures).")  # fmt: skip

@@ -7,11 +7,12 @@ pool ref (revision r1, cpu, 3.6 $/h x 1 replica), last hour: 4 ok requests, TTFT
 0.01 0.02 0.03 0.04 s, 100 prompt tokens (50 50 0 0 cached) and 10 output tokens each, and 1 error.
     req/s 5 / 3600 = 0.00139; TTFT p50 0.25 s, p99 0.3 + 0.97 x 0.1 = 0.397 s (DuckDB quantile_cont);
     TPOT p50 25.0 ms, p99 39.7 ms; error rate 1/5 = 20.0 %; cost 3.6 x 1 x 1 h = 3.6 $ over 440 tokens:
-    8181.8 $/1M tokens; cache hit 100 / 400 = 25.0 %.
+    8181.8 $/1M tokens; cache hit 100 / 400 = 25.0 %; goodput (data/slo.yaml: every ok request within it, the
+    error a miss) 4 / 5 = 80.0 %.
   the hour before: 2 ok requests, TTFT 0.1 0.2 s (p50 150 ms, p99 199 ms), TPOT 0.01 0.02 s (p50 15.0 ms,
   p99 19.9 ms), no cache hits, no errors: 2 / 3600 req/s, 3.6 $ over 220 tokens = 16363.6 $/1M tokens.
     changes: req/s +3/3600 = +0.000833, TTFT p50 +100 ms, p99 +198 ms, TPOT p50 +10.0 ms, p99 +19.8 ms,
-    error rate +20.0 pts, $/1M tokens -8181.8, cache hit +25.0 pts.
+    error rate +20.0 pts, $/1M tokens -8181.8, cache hit +25.0 pts, goodput 80 % - 100 % = -20.0 pts.
 pool bf16 (revision r2, cpu, 0.36 $/h x 2 replicas), last hour only: 1 ok request, TTFT 0.5 s, TPOT 0.05 s,
     100 + 10 tokens: 0.72 $ / 110 tokens = 6545.5 $/1M tokens; no previous window, no changes.
 The four current ref requests start within one minute (one 60 s bucket of the last hour's series): that

@@ -21,22 +21,24 @@ def metrics(at: AppTest) -> list[tuple[str, str, str]]:
 def test_fleet_shows_each_pool_with_changes_against_the_hour_before(app: OpenApp) -> None:
     at = app()
     assert [s.value for s in at.subheader][:2] == ["bf16 · cpu · r2", "ref · cpu · r1"]
-    bf16, ref = metrics(at)[:8], metrics(at)[8:16]
+    bf16, ref = metrics(at)[:10], metrics(at)[10:20]
     assert ref == [
         ("req/s", "0.00139", "+0.000833"),
         ("TTFT p50", "250 ms", "+100 ms"),
         ("TTFT p99", "397 ms", "+198 ms"),
+        ("queue p50", "–", ""),  # no engine timings in these rows
         ("TPOT p50", "25.0 ms", "+10.0 ms"),
         ("TPOT p99", "39.7 ms", "+19.8 ms"),
         ("error rate", "20.0%", "+20.0 pts"),
         ("$/1M tokens", "$8,182", "-$8,182"),
         ("cache hit", "25.0%", "+25.0 pts"),
+        ("goodput", "80.0%", "-20.0 pts"),
     ]
     # no previous window for bf16: no changes
     assert bf16 == [
-        ("req/s", "0.000278", ""), ("TTFT p50", "500 ms", ""), ("TTFT p99", "500 ms", ""),
+        ("req/s", "0.000278", ""), ("TTFT p50", "500 ms", ""), ("TTFT p99", "500 ms", ""), ("queue p50", "–", ""),
         ("TPOT p50", "50.0 ms", ""), ("TPOT p99", "50.0 ms", ""), ("error rate", "0.0%", ""),
-        ("$/1M tokens", "$6,545", ""), ("cache hit", "0.0%", ""),
+        ("$/1M tokens", "$6,545", ""), ("cache hit", "0.0%", ""), ("goodput", "100.0%", ""),
     ]  # fmt: skip
     table = at.dataframe[0].value
     assert list(table["pool"]) == ["bf16", "ref"] and list(table["requests"]) == [1, 5]
@@ -45,15 +47,15 @@ def test_fleet_shows_each_pool_with_changes_against_the_hour_before(app: OpenApp
 def test_fleet_filters_by_pool_and_revision(app: OpenApp) -> None:
     at = app()
     at.multiselect[0].select("ref").run()
-    assert next(s.value for s in at.subheader) == "ref · cpu · r1" and len(at.metric) == 8
+    assert next(s.value for s in at.subheader) == "ref · cpu · r1" and len(at.metric) == 10
     at.multiselect[0].unselect("ref").run()
     at.multiselect[1].select("r2").run()
-    assert next(s.value for s in at.subheader) == "bf16 · cpu · r2" and len(at.metric) == 8
+    assert next(s.value for s in at.subheader) == "bf16 · cpu · r2" and len(at.metric) == 10
 
 
 def test_fleet_over_the_whole_store_has_no_previous_window(app: OpenApp) -> None:
     at = app(window="everything in the store")
-    ref = dict((label, (value, delta)) for label, value, delta in metrics(at)[8:16])
+    ref = dict((label, (value, delta)) for label, value, delta in metrics(at)[10:20])
     # all 6 ok ref requests: TTFT 0.1 0.1 0.2 0.2 0.3 0.4 -> p50 0.2 s; 7 requests, 1 error
     assert ref["TTFT p50"] == ("200 ms", "")
     assert ref["error rate"] == ("14.3%", "")
