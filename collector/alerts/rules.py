@@ -55,6 +55,7 @@ class Metric(StrEnum):
     error_rate = "error_rate"  # errors / requests in the window
     cost_per_mtok = "cost_per_mtok"  # USD per 1M tokens (prompt + completion): the pool's window cost / tokens
     cache_hit_ratio = "cache_hit_ratio"  # cached / prompt tokens of the ok requests in the window
+    goodput = "goodput"  # share of the window's requests within the SLO (data/slo.yaml), errors as misses
     drift = "drift"  # drift metrics flagged in the pool's latest canary run
     eval_accuracy_drop = "eval_accuracy_drop"  # reference minus pool accuracy, latest eval run of each suite
     eval_regressed = "eval_regressed"  # 1 when the latest eval run of a suite found the pool worse, else 0
@@ -65,7 +66,9 @@ class Metric(StrEnum):
         return self in REQUEST_METRICS
 
 
-REQUEST_METRICS = frozenset(m for m in Metric if m.split("_")[0] in ("ttft", "tpot", "e2e", "error", "cost", "cache"))
+REQUEST_METRICS = frozenset(
+    m for m in Metric if m.split("_")[0] in ("ttft", "tpot", "e2e", "error", "cost", "cache", "goodput")
+)
 # labels the evaluator sets itself: alertname and severity, and what identifies the alert's subject
 RESERVED_LABELS = frozenset({"alertname", "severity", "pool", "revision", "suite", "baseline"})
 

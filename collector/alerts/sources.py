@@ -23,6 +23,7 @@ from collector.fleet.report import (
     query_latest_evals,
     query_latest_gates,
 )
+from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
 from collector.store.protocols import Queryable
 from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 
@@ -52,6 +53,11 @@ def request_sample(rule: Rule, report: PoolReport) -> Sample:
         evidence = f"{s.cached_tokens} of {s.prompt_tokens} prompt tokens from the prefix cache {over}"
         ratio = report.request_cache_hit_ratio
         return Sample(subject, ratio, evidence if ratio is not None else f"no prompt tokens {over}")
+    if metric is Metric.goodput:
+        good = report.figures.goodput if report.figures else None
+        if good is None or good.ratio is None:
+            return Sample(subject, None, f"no request to judge against the SLO {over}")
+        return Sample(subject, good.ratio, f"{good.met} of {good.counted} requests within {good.slo.describe()} {over}")
     column, quantile = metric.value.split("_")
     values: tuple[float, ...] | None = getattr(s, f"{column}_s")
     if values is None:
@@ -114,11 +120,12 @@ def read_samples(store: Queryable, rules: Sequence[Rule], now: datetime) -> dict
         return latest[query]
 
     out: dict[str, list[Sample]] = {}
+    slo = load_slo(DEFAULT_SLO_PATH) if any(r.metric is Metric.goodput for r in rules) else None
     for rule in rules:
         metric = rule.metric
         if metric.over_requests:
             if rule.window_s not in reports:
-                reports[rule.window_s] = fleet_report(store, Window.last(rule.window_s, now))
+                reports[rule.window_s] = fleet_report(store, Window.last(rule.window_s, now), slo=slo)
             out[rule.name] = [request_sample(rule, r) for r in reports[rule.window_s]]
         elif metric is Metric.drift:
             out[rule.name] = drift_samples(once(query_latest_drift))

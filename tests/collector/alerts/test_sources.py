@@ -102,6 +102,15 @@ def test_request_metrics_over_the_window(store: Store) -> None:
     assert got["err"][("b", "r1")] == (None, "1 requests over 5m, fewer than min_requests 2")
 
 
+def test_goodput_against_the_default_slo(store: Store) -> None:
+    (good,) = read_samples(store, rules(("good", "goodput", {"window": "5m", "min_requests": 2})).rules, NOW).values()
+    # pool a in the last 5 minutes: 4 ok (TTFT <= 0.4 s, TPOT 10 ms, e2e 1 s: all within data/slo.yaml) and 1 error
+    assert values(good)[("a", "r1")] == (
+        pytest.approx(4 / 5),
+        "4 of 5 requests within ttft <= 2000 ms, tpot <= 100 ms, e2el <= 10000 ms over 5m",
+    )
+
+
 def test_no_price_is_no_data_not_zero(store: Store) -> None:
     (cost,) = read_samples(store, rules(("cost", "cost_per_mtok", {})).rules, NOW).values()
     assert values(cost)[("b", "r1")] == (None, "no price for pool b in the store")
