@@ -110,7 +110,7 @@ def measure(collector: Any, store_path: str, model: str, args: argparse.Namespac
         f"{one['events']:.0f}", "TTFT p50 ms": one["ttft"] * 1e3,
         "Ray CPU ms / req": (ray1 - ray0) / args.requests * 1e3,
         "gateway CPU ms / req": (gw1 - gw0) / args.requests * 1e3,
-        "out tok/s at c=8": busy["tokens"] / wall,
+        "out tok/s at c=8": float(busy["tokens"]) / wall,
     }  # fmt: skip
 
 
@@ -145,6 +145,7 @@ def main() -> None:
                     pool = next(p for p in engine.pools if p.name == name)
                     print(f"pool {name} (interval {interval:g} ms) ...", flush=True)
                     rows.append({"interval ms": interval, **measure(collector, store_path, pool.model_id, args)})
+                    print(rows[-1], flush=True)
             finally:
                 daemon.down(Path(tmp) / "collector.json", log=lambda _: None)
         finally:

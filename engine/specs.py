@@ -29,8 +29,9 @@ _POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_DEPTH = 32  # nesting of a spec or price document (data/pools.yaml: 5)
 _SHOWN = 200  # characters of a refused value shown in an error
-# an embedded pool's stream batching interval unless its spec says otherwise: 0 sends every token as it is made,
-# so client TPOT and ITL are measurements (bench/stream_batching.py measures what that costs)
+# an embedded pool's stream batching interval unless its spec says otherwise: 0 has Ray's batcher forward each
+# token as it comes (TTFT without a batching delay); the HTTP chain behind it still groups some tokens, so TPOT is
+# judged on the engine's figure where a stream arrives coalesced (BENCHMARKS.md "Stream batching")
 DEFAULT_STREAM_BATCH_MS = 0.0
 
 
