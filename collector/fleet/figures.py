@@ -9,7 +9,6 @@ pool's own first start to last end.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -324,17 +323,17 @@ def request_values(
     store: Queryable, window: Window, metric: str, *, max_samples: int, seed: int = 7
 ) -> dict[Key, list[float]]:
     """The ok rows' per-request values of one metric (ttft, tpot, e2e, engine_tpot), seconds, per Key; at most
-    max_samples each, a seeded uniform sample when there are more."""
+    max_samples each: a seeded pseudo-random sample, drawn in SQL (the hash of each row's id and the seed), when
+    there are more; in start order."""
     if metric not in VALUE_METRICS:
         raise ValueError(f"unknown request metric {metric!r}; one of {', '.join(VALUE_METRICS)}")
     where, params = q.rows_where(window)
     revision = "revision" if window.by_revision else "CAST(NULL AS VARCHAR)"
     sql = q.VALUES_SQL.format(revision=revision, column=VALUE_METRICS[metric], where=where)
     values: dict[Key, list[float]] = {}
-    for r in store.query(sql, params).to_pylist():
+    for r in store.query(sql, [*params, seed, max_samples]).to_pylist():
         values.setdefault(Key(r["pool"], r["revision"]), []).append(float(r["v"]))
-    rng = random.Random(seed)
-    return {k: rng.sample(v, max_samples) if len(v) > max_samples else v for k, v in values.items()}
+    return values
 
 
 def bucketed(store: Queryable, window: Window, bucket_s: float) -> list[tuple[datetime, Figures]]:

@@ -90,9 +90,12 @@ SELECT pool, {revision} AS revision, arg_max(price_per_hour, recorded_at) AS pri
 FROM pools WHERE recorded_at <= ? GROUP BY ALL
 """
 
+# at most ? values per (pool, revision): a seeded pseudo-random sample (by the hash of id and the seed), in SQL
 VALUES_SQL = (
     f"SELECT pool, {{revision}} AS revision, {{column}} AS v FROM requests "
-    f"WHERE {{where}} AND {OK} AND {{column}} IS NOT NULL ORDER BY started_at, id"
+    f"WHERE {{where}} AND {OK} AND {{column}} IS NOT NULL "
+    f"QUALIFY row_number() OVER (PARTITION BY pool, {{revision}} ORDER BY hash(id, ?::BIGINT)) <= ? "
+    f"ORDER BY started_at, id"
 )
 
 # the server side: per pool, the counters at the last scrape at or before lo (else the first inside) and at the

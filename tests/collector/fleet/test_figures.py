@@ -123,7 +123,9 @@ def test_request_values_are_the_ok_rows_values_sampled_with_a_seed() -> None:
     values = request_values(store, WINDOW, "engine_tpot", max_samples=10)
     assert {k.pool: v for k, v in values.items()} == {"c": [0.02, 0.04, 0.03]}
     sampled = request_values(store, WINDOW, "ttft", max_samples=2)
-    assert len(sampled[next(k for k in sampled if k.pool == "c")]) == 2
+    c = next(k for k in sampled if k.pool == "c")
+    assert len(sampled[c]) == 2 and set(sampled[c]) < {0.1, 0.2, 0.3}  # two of c's three TTFTs
+    assert request_values(store, WINDOW, "ttft", max_samples=2) == sampled  # the same seed, the same sample
     with pytest.raises(ValueError, match="unknown request metric 'itl'; one of ttft, tpot, e2e, engine_tpot"):
         request_values(store, WINDOW, "itl", max_samples=2)
 
