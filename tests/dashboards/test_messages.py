@@ -170,7 +170,7 @@ def test_through_a_running_collector(tmp_path: Path, monkeypatch: pytest.MonkeyP
             open_app = app_on(Path(state.store), tmp_path, monkeypatch)
             at = open_app()
             assert f"Reading {state.store} (read-only)" in [c.value for c in at.sidebar.caption]
-            ref = [(m.label, m.value, m.delta) for m in at.metric][8:10]
+            ref = [(m.label, m.value, m.delta) for m in at.metric][10:12]
             assert ref == [("req/s", "0.00139", "+0.000833"), ("TTFT p50", "250 ms", "+100 ms")]
             for page in PAGES[1:]:
                 assert not open_app(page).warning, page
