@@ -55,6 +55,7 @@ class Metrics(_Strict):
     tpot: ValueMetric | None = None
     e2e: ValueMetric | None = None
     error_rate: ValueMetric | None = None
+    goodput: ValueMetric | None = None
     cost_per_mtok: ValueMetric | None = None
     cache_hit_ratio: ValueMetric | None = None
     eval_accuracy: EvalMetric | None = None
@@ -72,6 +73,13 @@ class ScoreThresholds(_Strict):
         return self
 
 
+class LikeForLike(_Strict):
+    """How far apart two pools' work may be for their cost per token to be compared (gate/work.py)."""
+
+    mix: float = Field(default=0.10, ge=0)  # tokens per request, relative
+    load: float = Field(default=0.25, ge=0)  # requests per second, relative
+
+
 class GateConfig(_Strict):
     alpha: float = Field(gt=0, lt=0.5)
     min_samples: int = Field(ge=2)
@@ -79,6 +87,7 @@ class GateConfig(_Strict):
     thresholds: ScoreThresholds
     groups: dict[str, float]
     metrics: Metrics
+    like_for_like: LikeForLike = LikeForLike()
 
     @model_validator(mode="after")
     def _groups_exist(self) -> GateConfig:

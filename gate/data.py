@@ -17,8 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from collector.fleet.figures import Key, Window, pool_figures, request_values
+from collector.fleet.slo import Slo
 from collector.store.protocols import Queryable
 from collector.vocabulary import Status
+from gate.work import Work
 
 # the gate's per-request metrics and the figures' request metric each is read as (TPOT: by the pool's basis)
 VALUE_METRICS = {"ttft": "ttft", "tpot": "tpot", "e2e": "e2e"}
@@ -47,6 +49,9 @@ class PoolData:
     figures: dict[str, float | None] = field(default_factory=dict)  # window metric -> the fleet figure
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value (from the figures)
     tpot_basis: str | None = "client"  # whose TPOT `values["tpot"]` is: "client", "engine", None (none)
+    good: tuple[int, int] | None = None  # goodput: (requests within the SLO, requests counted), None: no SLO
+    slo: str = ""  # the SLO goodput was counted against, in words
+    work: Work | None = None  # what the pool served in the window (the cost is compared only over alike work)
 
 
 @dataclass(frozen=True)
@@ -67,14 +72,16 @@ class DriftRow:
     evidence: dict[str, Any]
 
 
-def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: int = 7) -> PoolData:
+def pool_data(
+    store: Queryable, pool: str, span: Span, max_samples: int, seed: int = 7, slo: Slo | None = None
+) -> PoolData:
     counts = store.query(
         "SELECT count(*) AS n, count(*) FILTER (WHERE status <> ?) AS errors FROM requests "
         "WHERE pool = ? AND started_at >= ? AND started_at < ?",
         [Status.ok.value, pool, span.start, span.end],
     ).to_pylist()[0]
     window = Window(span.start, span.end, sources=span.value_sources, pools=(pool,), by_revision=False)
-    found = pool_figures(store, window)
+    found = pool_figures(store, window, slo=slo)
     figures = found[0] if found else None
     basis = figures.tpot_basis if figures else "client"
     missing: dict[str, str] = {}
@@ -96,7 +103,11 @@ def pool_data(store: Queryable, pool: str, span: Span, max_samples: int, seed: i
             missing[name] = (
                 figures.reason(figure) if figures else None
             ) or f"no ok request of pool {pool} in the window"
-    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values, window_figures, missing, basis)
+    good, described = None, ""
+    if figures is not None and figures.goodput is not None:
+        good, described = (figures.goodput.met, figures.goodput.counted), figures.goodput.slo.describe()
+    return PoolData(pool, int(counts["n"]), int(counts["errors"]), values, window_figures, missing, basis, good,
+                    described, Work.of(figures) if figures else None)  # fmt: skip
 
 
 def latest_eval_pairs(store: Queryable, baseline: str, candidate: str, span: Span, suite: str | None) -> list[EvalPair]:

@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.fleet.slo import Slo, load_slo
 from collector.store.protocols import Queryable, StoreLike
 from collector.vocabulary import DriftVerdict, EvalVerdict, GateVerdict
 from evals.compare import CompareConfig, compare_pool
 from gate.classify import Classification, MetricResult, Thresholds, classify_figure, classify_rate, classify_values
 from gate.config import DriftMetric, EvalMetric, GateConfig, ValueMetric
 from gate.data import DriftRow, EvalPair, PoolData, Span, latest_drift, latest_eval_pairs, pool_data
+from gate.work import unlike_work
 
 EXIT_CODES = {GateVerdict.passed: 0, GateVerdict.fail: 1, GateVerdict.marginal: 2, GateVerdict.nodata: 2}
 
@@ -117,13 +119,28 @@ def judge_metrics(config: GateConfig, baseline: PoolData, candidate: PoolData, p
         results.append(result)
     for name in ("cost_per_mtok", "cache_hit_ratio"):
         metric = getattr(m, name)
-        if metric is not None:
-            why = "; ".join(f"{d.pool}: {d.missing[name]}" for d in (baseline, candidate) if name in d.missing)
-            results.append(classify_figure(name, metric.group, baseline.figures.get(name),
-                                           candidate.figures.get(name), _thresholds(metric, config), why))  # fmt: skip
+        if metric is None:
+            continue
+        unlike = None
+        if name == "cost_per_mtok" and baseline.work is not None and candidate.work is not None:
+            alike = config.like_for_like
+            unlike = unlike_work(baseline.work, candidate.work, mix=alike.mix, load=alike.load)
+        if unlike:
+            results.append(MetricResult(name, metric.group, Classification.nodata, False, unlike))
+            continue
+        why = "; ".join(f"{d.pool}: {d.missing[name]}" for d in (baseline, candidate) if name in d.missing)
+        results.append(classify_figure(name, metric.group, baseline.figures.get(name),
+                                       candidate.figures.get(name), _thresholds(metric, config), why))  # fmt: skip
     if m.error_rate is not None:
         rates = (baseline.errors, baseline.requests), (candidate.errors, candidate.requests)
         results.append(classify_rate("error_rate", m.error_rate.group, *rates, _thresholds(m.error_rate, config)))
+    if m.goodput is not None:
+        if baseline.good is None or candidate.good is None:
+            results.append(MetricResult("goodput", m.goodput.group, Classification.nodata, False, "no SLO given"))
+        else:
+            result = classify_rate("goodput", m.goodput.group, baseline.good, candidate.good,
+                                   _thresholds(m.goodput, config))  # fmt: skip
+            results.append(replace(result, evidence={**result.evidence, "slo": baseline.slo}))
     if m.eval_accuracy is not None:
         results.extend(judge_evals(m.eval_accuracy, pairs, config.alpha))
     if m.drift is not None:
@@ -180,11 +197,15 @@ def decide(config: GateConfig, results: Sequence[MetricResult]) -> Decision:
     return Decision(GateVerdict.passed, score, f"score {score:.0f}" + (f"; {named}" if named else ""), groups)
 
 
-def run_gate(store: Queryable, baseline: str, candidate: str, span: Span, config: GateConfig) -> GateResult:
+def run_gate(
+    store: Queryable, baseline: str, candidate: str, span: Span, config: GateConfig, slo: Slo | None = None
+) -> GateResult:
+    """`slo`: goodput's bounds (default data/slo.yaml)."""
     if baseline == candidate:
         raise ValueError(f"--baseline and --candidate are both {baseline!r}; compare two pools")
-    base = pool_data(store, baseline, span, config.max_samples)
-    cand = pool_data(store, candidate, span, config.max_samples)
+    slo = slo or load_slo()
+    base = pool_data(store, baseline, span, config.max_samples, slo=slo)
+    cand = pool_data(store, candidate, span, config.max_samples, slo=slo)
     suite = config.metrics.eval_accuracy.suite if config.metrics.eval_accuracy else None
     pairs = latest_eval_pairs(store, baseline, candidate, span, suite) if config.metrics.eval_accuracy else []
     drift = latest_drift(store, baseline, candidate, span) if config.metrics.drift else None
@@ -199,9 +220,11 @@ def run_gate(store: Queryable, baseline: str, candidate: str, span: Span, config
                       decision.reason, results, decision.groups, sources)  # fmt: skip
 
 
-def judge_and_record(store: StoreLike, baseline: str, candidate: str, span: Span, config: GateConfig) -> GateResult:
+def judge_and_record(
+    store: StoreLike, baseline: str, candidate: str, span: Span, config: GateConfig, slo: Slo | None = None
+) -> GateResult:
     """`run_gate`, with the verdict appended to the gates table and flushed (for /metrics and the alerts)."""
-    result = run_gate(store, baseline, candidate, span, config)
+    result = run_gate(store, baseline, candidate, span, config, slo)
     store.append("gates", [gate_row(result)])
     return result
 

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inferwatch.cli.options import HOME, STORE, bad_input, parse_duration, reader, settings, writer
+from inferwatch.cli.options import HOME, SLO, STORE, bad_input, parse_duration, reader, settings, writer
 from inferwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gate = commands.add_parser(
-        "gate", parents=[HOME, STORE],
+        "gate", parents=[HOME, STORE, SLO],
         help="judge a candidate pool against its baseline (exit 0 pass, 1 fail, 2 marginal)",
     )  # fmt: skip
     gate.add_argument("--baseline", required=True, help="the pool (revision) in production")
@@ -34,15 +34,18 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
     from gate.config import load_gate_config
     from gate.data import Span
     from gate.judge import run_gate
 
     current = settings(args)
     config = load_gate_config(args.config)
+    slo = load_slo(args.slo or DEFAULT_SLO_PATH)
     end = datetime.now(UTC)
     with reader(current) as store, bad_input("inferwatch gate"):
-        result = run_gate(store, args.baseline, args.candidate, Span(end - timedelta(seconds=args.window), end), config)
+        span = Span(end - timedelta(seconds=args.window), end)
+        result = run_gate(store, args.baseline, args.candidate, span, config, slo)
     record(current, result)
     show(args, result)
     return result.exit_code

@@ -14,6 +14,7 @@ import pytest
 from collector.fleet.report import Window, fleet_report
 from collector.store.api import Store
 from collector.vocabulary import GateVerdict
+from gate.classify import MetricResult
 from gate.config import load_gate_config
 from gate.data import Span
 from gate.judge import run_gate
@@ -89,6 +90,12 @@ def test_a_regressed_candidate_fails_naming_the_critical_metrics(store_path: Pat
     # the window's cost over its ok tokens: 180 ok of bad against 200 of ref, same price: +11.1 % > 5 % allowed
     assert by_metric["cost_per_mtok"].classification == "high" and not by_metric["cost_per_mtok"].critical
     assert by_metric["cost_per_mtok"].effect == pytest.approx(200 / 180 - 1)
+    # goodput against data/slo.yaml (ttft 2 s, tpot 100 ms, e2el 10 s): every ok request within it, the 20
+    # errors misses: 200/200 -> 180/200, -10 pts (Fisher p < 1e-5): beyond the allowed 5, not the critical 20
+    good = by_metric["goodput"]
+    assert (good.baseline, good.candidate, good.effect) == (1.0, 0.9, pytest.approx(-0.10))
+    assert good.classification == "low" and not good.critical
+    assert good.evidence["slo"] == "ttft <= 2000 ms, tpot <= 100 ms, e2el <= 10000 ms"
     assert result.sources == {"baseline_requests": 200, "candidate_requests": 200, "eval_runs": {"arith-v1": "ev1"},
                               "canary_run": "cn1"}  # fmt: skip
 
@@ -136,6 +143,38 @@ def test_a_coalescing_candidate_is_judged_on_the_engines_tpot(tmp_path: Path, st
         tpot.reason
         == "bare: pool bare coalesces its stream and sends no per-request metrics (vLLM --enable-per-request-metrics)"
     )
+
+
+def test_cost_is_compared_only_over_alike_work(store_path: Path, tmp_path: Path) -> None:
+    # long: ref's requests but 50 output tokens each (ref: 5), and half the rate (100 requests in the window)
+    rows = [{**r, "id": f"long-{r['id']}", "pool": "long", "completion_tokens": 50}
+            for r in requests("ref", 1.0, errors=0, seed=1)[:100]]  # fmt: skip
+    span = Span(NOW - timedelta(minutes=15), NOW)
+    with Store(store_path) as store:
+        store.append("pools", [{"pool": "long", "revision": "r1", "hardware": "cpu", "accelerator": "cpu",
+                                "model": "m@long", "dtype": "float32", "spec_json": "{}", "replicas": 1,
+                                "price_per_hour": 3.6, "recorded_at": NOW - timedelta(hours=1)}])  # fmt: skip
+        store.append("requests", rows)
+        result = run_gate(store, "ref", "long", span, load_gate_config())
+    cost = next(r for r in result.results if r.metric == "cost_per_mtok")
+    assert cost.classification == "nodata" and cost.baseline is None
+    # 200 and 100 requests over the 900 s window; 5 and 50 completion tokens per request
+    assert cost.reason.startswith(
+        "the pools served unlike work in the window (baseline vs candidate: load 0.222 vs 0.111 requests/s (more "
+        "than 25% apart); completion tokens per request 5 vs 50 (more than 10% apart)): compare cost over"
+    )
+    # the tolerances are the config's: loose enough, the cost is judged: 0.9 $ over 100 x 60 tokens against ref's
+    # 200 x 15, half the $ per token
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("like_for_like: {mix: 10, load: 1}\n")
+    judged = run_gate_at(store_path, "long", loose)
+    assert judged.classification != "nodata" and judged.effect == pytest.approx(3000 / 6000 - 1)
+
+
+def run_gate_at(store_path: Path, candidate: str, config: Path) -> MetricResult:
+    with Store(store_path) as store:
+        result = run_gate(store, "ref", candidate, Span(NOW - timedelta(minutes=15), NOW), load_gate_config(config))
+    return next(r for r in result.results if r.metric == "cost_per_mtok")
 
 
 def test_value_sources_judge_latency_on_those_requests_and_errors_on_all(store_path: Path) -> None:
