@@ -35,6 +35,7 @@ from collector.export.metrics import GatewayMetrics, PoolLabels
 from collector.export.store_state import StoreState
 from collector.export.tracing import RequestTracing, tracer_provider_from_env
 from collector.fleet.report import pools_rows
+from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
 from collector.gateway.http_limits import uvicorn_options
 from collector.gateway.limits import Limits, fit_open_files, limited
 from collector.gateway.proxy import Gateway, GatewayConfig
@@ -185,7 +186,7 @@ def build_app(config: CollectorConfig) -> Auth:
     """Everything the collector serves, wired. Opens the store: call it in the process that serves."""
     router, specs = load_fleet(config)
     targets = targets_from_engine(EngineState.load(Path(config.engine_state)))
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(slo=load_slo(DEFAULT_SLO_PATH))
     tracing = RequestTracing(tracer_provider_from_env())
     store = Store(config.store_url)
     faults = Faults()  # every loop reports here; /healthz lists them (collector/health.py)

@@ -84,6 +84,31 @@ def fleet_overview() -> list[Panel]:
             (("inferwatch_cache_hit_ratio{" + sel + "}", "{{pool}} {{source}}"),),
             unit="percentunit",
         ),
+        Panel(
+            "Goodput (requests within the SLO)",
+            (
+                (
+                    f"{rate('inferwatch_requests_good_total', sel)} / "
+                    f"{rate('inferwatch_requests_total', sel + ', status!=' + chr(34) + 'cancelled' + chr(34))}",
+                    "{{pool}}",
+                ),
+            ),
+            unit="percentunit",
+            description="Requests within data/slo.yaml (ok, TTFT, TPOT and e2e within their bounds; errors are "
+            "misses) over those not cancelled: the goodput of `inferwatch fleet` and the rule InferwatchGoodputLow.",
+        ),
+        Panel(
+            "Figures over the last 5 minutes (as inferwatch fleet)",
+            (
+                (
+                    f'inferwatch_pool_figure{{{sel}, figure=~"goodput|usd_per_mtok|judged_tpot_p50|ttft_p50"}}',
+                    "{{pool}} {{figure}}",
+                ),
+            ),
+            kind="table",
+            description="collector/fleet/figures.py over the last 5 minutes, read from the store at each scrape: "
+            "the numbers `inferwatch fleet --window 5m` shows (latency in seconds, usd_per_mtok in $ per 1M tokens).",
+        ),
         Panel("Requests in flight", ((f"sum by (pool) (inferwatch_requests_in_flight{{{sel}}})", "{{pool}}"),)),
         Panel(
             "Engine: requests waiting and running",
@@ -119,6 +144,24 @@ def pool_detail() -> list[Panel]:
             ((f"{rate('inferwatch_cost_usd_total', sel)} * 3600", "{{pool}}"),),
             unit="currencyUSD",
         ),
+        Panel(
+            "TTFT p50 split: engine queue, engine prefill, transport and batching (last 5m)",
+            ((f'inferwatch_pool_figure{{{sel}, figure=~"queue_p50|prefill_p50|transport_p50"}}', "{{figure}}"),),
+            unit="s",
+            description="From vLLM's per-request metrics joined to each request row (collector/fleet/figures.py): "
+            "the scheduler's queue, first scheduled to first token, and the rest of the gateway's TTFT.",
+        ),
+        Panel(
+            "TPOT p50: gateway (client side) and engine",
+            (
+                (quantile(0.5, "gen_ai_server_time_per_output_token_seconds", sel), "gateway"),
+                (quantile(0.5, "inferwatch_engine_time_per_output_token_seconds", sel), "engine"),
+            ),
+            unit="s",
+            description="Where the pool's stream batching groups tokens, the gateway's TPOT reads low and the "
+            "engine's is the one judged (docs/METRICS.md, judged TPOT).",
+        ),
+        latency_panel("inferwatch_engine_queue_seconds", "Engine queue", sel),
         latency_panel("ray_vllm_time_to_first_token_seconds", "vLLM TTFT", engine, "model_name"),
         latency_panel("ray_vllm_inter_token_latency_seconds", "vLLM inter-token latency", engine, "model_name"),
         Panel(

@@ -1,14 +1,16 @@
 """One number everywhere (issue 18): for one window of one seeded store, every surface shows the same figure.
 
 Surfaces: `inferwatch fleet` (collector/fleet/report.py), the gate (gate/judge.py), /metrics
-(collector/export/store_state.py), the dashboard's Fleet page (dashboards/queries.py, fleet_figures.py) and the
-alert rules (collector/alerts/sources.py). The window is the last 5 minutes, the one /metrics exports; each
+(collector/export/store_state.py; and the gateway's good-requests counter, what the Prometheus goodput rule
+reads), the dashboard's Fleet page (dashboards/queries.py, fleet_figures.py) and the alert rules
+(collector/alerts/sources.py). The window is the last 5 minutes, the one /metrics exports; each
 surface reads it a moment apart, so the seeded requests sit well inside it. Values by hand in the comments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.alerts.rules import AlertConfig
 from collector.alerts.sources import read_samples
-from collector.export.metrics import GatewayMetrics, PoolLabels
+from collector.export.metrics import POOL_LABELS, GatewayMetrics, PoolLabels
 from collector.export.store_state import StoreState
 from collector.fleet.figures import Window
 from collector.fleet.report import fleet_report
-from collector.fleet.slo import DEFAULT_SLO_PATH, load_slo
+from collector.fleet.slo import DEFAULT_SLO_PATH, Slo, load_slo
 from collector.store.api import Store
+from collector.store.rows import RequestRecord
 from dashboards.fleet_figures import pool_figures as dashboard_figures
 from dashboards.queries import fleet_windows
 from gate.config import load_gate_config
@@ -71,6 +74,24 @@ def metrics_figures(store: Store) -> dict[tuple[str, str], float]:
     }
 
 
+def gateway_goodput(store: Store, slo: Slo) -> dict[str, tuple[float, float]]:
+    """Per pool, (good, not cancelled) requests as the gateway's counters count the store's rows."""
+    metrics = GatewayMetrics(slo=slo)
+    names = {f.name for f in fields(RequestRecord)}
+    for row in store.query("SELECT * FROM requests").to_pylist():
+        record = RequestRecord(**{k: v for k, v in row.items() if k in names})
+        metrics.observe(record, ROUTED[record.pool])
+    get = metrics.registry.get_sample_value
+    return {
+        pool: (get("inferwatch_requests_good_total", {**dict(zip(POOL_LABELS, labels.values(), strict=True)),
+                                                      "source": "load"}) or 0.0,
+               sum(get("inferwatch_requests_total", {**dict(zip(POOL_LABELS, labels.values(), strict=True)),
+                                                     "status": status, "source": "load"}) or 0.0
+                   for status in ("ok", "error")))
+        for pool, labels in ROUTED.items()
+    }  # fmt: skip
+
+
 def test_every_surface_shows_the_same_cost_cache_latency_and_goodput(store: Store) -> None:
     now = datetime.now(UTC)
     slo = load_slo(DEFAULT_SLO_PATH)
@@ -81,10 +102,11 @@ def test_every_surface_shows_the_same_cost_cache_latency_and_goodput(store: Stor
                                           load_gate_config()).results}  # fmt: skip
     alert_rules = AlertConfig.model_validate({"rules": [
         {"name": m, "metric": m, "condition": "> 0", "window": "5m"}
-        for m in ("cost_per_mtok", "cache_hit_ratio", "ttft_p50", "error_rate")
+        for m in ("cost_per_mtok", "cache_hit_ratio", "ttft_p50", "error_rate", "goodput")
     ]})  # fmt: skip
     alerts = {name: {s.subject["pool"]: s.value for s in samples}
               for name, samples in read_samples(store, alert_rules.rules, now).items()}  # fmt: skip
+    counted = gateway_goodput(store, slo)
 
     for pool, replicas, cached in (("ref", 1, 50), ("cand", 2, 25)):
         f = fleet[pool]
@@ -110,6 +132,10 @@ def test_every_surface_shows_the_same_cost_cache_latency_and_goodput(store: Stor
         assert dashboard[pool]["ttft_p50_ms"] == pytest.approx(ttft * 1e3)
         assert f.figures is not None and f.figures.value("goodput") == pytest.approx(40 / 42)
         assert exported[(pool, "goodput")] == dashboard[pool]["goodput"] == pytest.approx(40 / 42)
+        gate_good = gate["goodput"].baseline if pool == "ref" else gate["goodput"].candidate
+        assert gate_good == alerts["goodput"][pool] == pytest.approx(40 / 42)
+        # the Prometheus rule's twin: the gateway's good-requests counter over its requests counter
+        assert counted[pool] == (40, 42)
         assert exported[(pool, "error_rate")] == alerts["error_rate"][pool] == pytest.approx(2 / 42)
     # the candidate at twice the replicas costs +100 % per token; its cache ratio is half: the gate says so
     assert gate["cost_per_mtok"].effect == pytest.approx(1.0) and gate["cost_per_mtok"].critical

@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
+from collector.fleet.slo import Slo
 from collector.store.rows import RequestRecord
 from collector.vocabulary import Operation, Source, Status
 
@@ -73,6 +74,23 @@ TOKENS = Spec(
     "gen_ai_client_token_usage", "Number of input and output tokens used.", (*OPERATION_LABELS, "gen_ai_token_type")
 )
 REQUESTS = Spec("inferwatch_requests_total", "Finished requests.", (*POOL_LABELS, "status", "source"))
+GOOD = Spec(
+    "inferwatch_requests_good_total",
+    "Finished requests within the goodput SLO (data/slo.yaml: ok, TTFT, TPOT and e2e within their bounds; TPOT "
+    "the engine's where the stream arrived coalesced). Goodput = this / inferwatch_requests_total without the "
+    "cancelled.",
+    (*POOL_LABELS, "source"),
+)  # fmt: skip
+# the engine's own split of a request's time (vLLM per-request metrics on the final chunk), where the pool sends it
+ENGINE_QUEUE = Spec("inferwatch_engine_queue_seconds", "Time a request waited in the engine's scheduler.", POOL_LABELS)
+ENGINE_PREFILL = Spec(
+    "inferwatch_engine_prefill_seconds", "Engine time from first scheduled to first token (prefill).", POOL_LABELS
+)
+ENGINE_TPOT = Spec(
+    "inferwatch_engine_time_per_output_token_seconds",
+    "The engine's mean time per output token after the first (vLLM mean_itl_ms), for successful responses.",
+    POOL_LABELS,
+)  # fmt: skip
 COST = Spec("inferwatch_cost_usd_total", "Cost attributed to requests, USD.", POOL_LABELS)
 PROMPT_TOKENS = Spec("inferwatch_prompt_tokens_total", "Prompt tokens of finished requests.", POOL_LABELS)
 CACHED_TOKENS = Spec(
@@ -103,6 +121,14 @@ class PoolLabels:
         return (self.pool or UNKNOWN, self.hardware or UNKNOWN, self.model or UNKNOWN, self.revision or UNKNOWN)
 
 
+def _judged_tpot(record: RequestRecord) -> float | None:
+    """The TPOT a request is judged on: the engine's where its stream arrived coalesced (fewer reads than token
+    events) and the engine sent it, else the client's (collector/fleet/figures.py judges per pool alike)."""
+    coalesced = record.token_events is not None and record.chunk_arrivals is not None and (
+        record.chunk_arrivals < record.token_events)  # fmt: skip
+    return record.engine_tpot_s if coalesced and record.engine_tpot_s is not None else record.tpot_s
+
+
 def _amount(value: float | None) -> float | None:
     """A count or cost a counter may add: finite and >= 0 (a counter raises on a negative increment, and a NaN
     or an infinity would stay in it until restart). The gateway checks the pool's counts before they get here;
@@ -116,8 +142,14 @@ class GatewayMetrics:
     """Every metric the gateway observes, in one registry (a fresh one unless given). Collectors of other
     state (collector/export/store_state.py) register on the same `registry`, so that one exposition holds all."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, slo: Slo | None = None) -> None:
+        """`slo`: what inferwatch_requests_good_total counts (none: the counter stays at 0)."""
         self.registry = r = registry if registry is not None else CollectorRegistry()
+        self.slo = slo
+        self._good = GOOD.counter(r)
+        self._engine_queue = ENGINE_QUEUE.histogram(r, TTFT_BUCKETS)
+        self._engine_prefill = ENGINE_PREFILL.histogram(r, TTFT_BUCKETS)
+        self._engine_tpot = ENGINE_TPOT.histogram(r, TPOT_BUCKETS)
         self._ttft = TTFT.histogram(r, TTFT_BUCKETS)
         self._tpot = TPOT.histogram(r, TPOT_BUCKETS)
         self._duration = DURATION.histogram(r, DURATION_BUCKETS)
@@ -148,6 +180,16 @@ class GatewayMetrics:
         pool = labels.values()
         op = (*pool, Operation(record.operation).value if record.operation else UNKNOWN)
         self._child(self._requests, *pool, status.value, source.value).inc()
+        good = self._child(self._good, *pool, source.value)  # every pool and source has its series from 0
+        ok = status is Status.ok
+        if self.slo is not None and self.slo.met(ok, record.ttft_s, _judged_tpot(record), record.e2e_s):
+            good.inc()
+        if ok:
+            for histogram, value in ((self._engine_queue, record.engine_queue_s),
+                                     (self._engine_prefill, record.engine_prefill_s),
+                                     (self._engine_tpot, record.engine_tpot_s)):  # fmt: skip
+                if value is not None and math.isfinite(value) and value >= 0:
+                    self._child(histogram, *pool).observe(value)
         if record.e2e_s is not None:
             self._child(self._duration, *op, "" if status is Status.ok else status.value).observe(record.e2e_s)
         if status is Status.ok and record.ttft_s is not None:

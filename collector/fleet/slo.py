@@ -33,6 +33,15 @@ class Slo:
         )
         return ttft, tpot, e2e
 
+    def met(self, ok: bool, ttft_s: float | None, tpot_s: float | None, e2e_s: float | None) -> bool:
+        """Whether one request meets the SLO: ok and within every bound (a request without a TPOT, one token,
+        is not judged on it). The per-request form of the figures' goodput (figures_sql.py _GOOD)."""
+        ttft, tpot, e2e = self.bounds_s()
+        return bool(
+            ok and ttft_s is not None and ttft_s <= ttft and (tpot_s is None or tpot_s <= tpot)
+            and e2e_s is not None and e2e_s <= e2e
+        )  # fmt: skip
+
     def describe(self) -> str:
         bounds = zip(KEYS, (self.ttft_ms, self.tpot_ms, self.e2el_ms), strict=True)
         return ", ".join(f"{k} <= {v:g} ms" for k, v in bounds if v is not None)

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.export.metrics import GatewayMetrics, PoolLabels
+from collector.fleet.slo import Slo
 from collector.store.rows import RequestRecord
 
 REF = PoolLabels("ref", "cpu", "arith@ref", "r1")
@@ -101,9 +102,36 @@ def test_error_without_timings_counts_only_the_request_and_its_duration() -> Non
     got = samples(metrics)
     names = {name for name, _ in got if not name.endswith("_created")}
     duration = "gen_ai_server_request_duration_seconds"
-    assert names == {"inferwatch_requests_total", f"{duration}_bucket", f"{duration}_count", f"{duration}_sum"}
+    assert names == {"inferwatch_requests_total", "inferwatch_requests_good_total", f"{duration}_bucket",
+                     f"{duration}_count", f"{duration}_sum"}  # fmt: skip
     assert value(got, "inferwatch_requests_total", **REF_SERIES, status="error", source="traffic") == 1
+    assert value(got, "inferwatch_requests_good_total", **REF_SERIES, source="traffic") == 0  # a miss
     assert value(got, f"{duration}_sum", **COMPLETION, error_type="error") == pytest.approx(0.005)
+
+
+def test_good_requests_and_the_engines_split_by_hand() -> None:
+    # SLO ttft 50 ms, tpot 20 ms, e2el 1 s: FAST is within it; SLOW's TTFT 70 ms is not; FAILED is a miss; a
+    # coalesced stream (5 token events in 1 read) is judged on the engine's TPOT: 10 ms good, 50 ms a miss
+    metrics = GatewayMetrics(slo=Slo(50, 20, 1000))
+    coalesced = {"ttft_s": 0.03, "tpot_s": 0.0, "e2e_s": 0.3, "token_events": 5, "chunk_arrivals": 1}
+    fast_engine = record(id="c1", engine_tpot_s=0.01, engine_queue_s=0.002, engine_prefill_s=0.02, **coalesced)
+    slow_engine = record(id="c2", engine_tpot_s=0.05, engine_queue_s=0.3, engine_prefill_s=0.02, **coalesced)
+    for r in (FAST, SLOW, FAILED, fast_engine, slow_engine):
+        metrics.observe(r, REF)
+    got = samples(metrics)
+    assert value(got, "inferwatch_requests_good_total", **REF_SERIES, source="traffic") == 2  # FAST, c1
+    # the engine's own timings: queue 0.002 -> le=0.005, 0.3 -> le=0.5; TPOT 0.01 -> le=0.01, 0.05 -> le=0.05
+    queue = "inferwatch_engine_queue_seconds"
+    assert {le: value(got, f"{queue}_bucket", **REF_SERIES, le=le) for le in ("0.005", "0.25", "0.5")} == {
+        "0.005": 1, "0.25": 1, "0.5": 2}  # fmt: skip
+    tpot = "inferwatch_engine_time_per_output_token_seconds"
+    assert {le: value(got, f"{tpot}_bucket", **REF_SERIES, le=le) for le in ("0.01", "0.025", "0.05")} == {
+        "0.01": 1, "0.025": 1, "0.05": 2}  # fmt: skip
+    assert value(got, "inferwatch_engine_prefill_seconds_sum", **REF_SERIES) == pytest.approx(0.04)
+    # no SLO: the counter is there, at 0
+    plain = GatewayMetrics()
+    plain.observe(FAST, REF)
+    assert value(samples(plain), "inferwatch_requests_good_total", **REF_SERIES, source="traffic") == 0
 
 
 def test_latency_of_a_cancelled_request_is_not_a_success_latency() -> None:
