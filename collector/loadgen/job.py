@@ -9,8 +9,8 @@ pool from those rows (collector/fleet/report.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -20,6 +20,7 @@ from collector.client.credentials import client_headers
 from collector.fleet.report import PoolReport, Window, fleet_report, last_scrape
 from collector.fleet.slo import Slo
 from collector.loadgen.runner import LoadConfig, LoadResult, run_load
+from collector.loadgen.sweep import Step
 from collector.loadgen.workloads import WorkItem, arith_workload, prefix_workload, random_workload
 from collector.store.protocols import Queryable
 
@@ -132,3 +133,41 @@ def wait_for_scrape(store: Queryable, after: datetime, timeout_s: float) -> bool
             return False
         time.sleep(0.2)
     return False
+
+
+@dataclass(frozen=True)
+class SweepStep:
+    rate: float  # requests/s offered in all
+    result: LoadResult
+    reports: list[PoolReport]
+
+    def steps(self) -> dict[str, Step]:
+        """Per pool, the step as collector/loadgen/sweep.py judges it: its share of the offered rate (the models
+        share it alike, round-robin) and what the store holds of it."""
+        share = self.rate / max(len(self.reports), 1)
+        out = {}
+        for r in self.reports:
+            f = r.figures
+            served = r.ok / f.span_s if f is not None and f.span_s > 0 else None
+            out[r.stats.pool] = Step(
+                share, served, r.stats.ttft_s[0] if r.stats.ttft_s else None, f.value("queue_p50") if f else None,
+                f.value("goodput") if f else None, r.usd_per_m_total_tokens,
+            )  # fmt: skip
+        return out
+
+
+def sweep_through_gateway(
+    config: LoadConfig, items: Sequence[WorkItem], store: Queryable, rates: Sequence[float], slo: Slo,
+    on_step: Callable[[SweepStep], None] | None = None,
+) -> list[SweepStep]:  # fmt: skip
+    """One load run per rate (rising), each its own run id, each read back from the store like a plain run."""
+    if not rates or any(not (r > 0 and r != float("inf")) for r in rates) or list(rates) != sorted(rates):
+        raise ValueError(f"--sweep: give rising finite rates in requests/s, e.g. 2,4,8; got {list(rates)}")
+    done = []
+    for i, rate in enumerate(rates):
+        step_config = replace(config, rate=rate, run_id=f"{config.run_id}-{i + 1}")
+        result, reports = run_through_gateway(step_config, items, store, slo=slo)
+        done.append(SweepStep(rate, result, reports))
+        if on_step is not None:
+            on_step(done[-1])
+    return done

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from inferwatch.cli.options import EXIT_FAILURE, HOME, SLO, STORE, bad_input, name_list, parse_duration, settings
+from inferwatch.cli.options import (
+    EXIT_FAILURE,
+    HOME,
+    SLO,
+    STORE,
+    bad_input,
+    name_list,
+    parse_duration,
+    settings,
+)
 from inferwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from collector.fleet.slo import Slo
+    from collector.loadgen.job import SweepStep
+    from collector.loadgen.runner import LoadConfig
+    from collector.loadgen.sweep import Step
+    from collector.loadgen.workloads import WorkItem
+    from collector.store.protocols import Queryable
 
 
 def dataset(name: str) -> str:
@@ -15,6 +34,30 @@ def dataset(name: str) -> str:
     if name not in DATASETS:
         raise argparse.ArgumentTypeError(f"{name!r}: choose from {', '.join(DATASETS)}")
     return name
+
+
+def rate_list(text: str) -> list[float]:
+    """`2,4,8` -> [2.0, 4.0, 8.0]: rising finite positive rates (argparse type)."""
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give rates in requests/s separated by commas, e.g. 2,4,8"
+        ) from None
+    if not rates or any(not 0 < r < float("inf") for r in rates) or rates != sorted(set(rates)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct rising rates > 0 in requests/s, e.g. 2,4,8")
+    return rates
+
+
+def goodput_share(text: str) -> float:
+    """A share within (0, 1] (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share of requests within (0, 1], e.g. 0.9")
+    return value
 
 
 def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +83,13 @@ def add_to(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     load.add_argument("--ignore-eos", action="store_true", help="always generate max_tokens")
     load.add_argument("--temperature", type=float, help="sampling temperature (default the server's)")
     load.add_argument("--seed", type=int, default=0)
+    load.add_argument(
+        "--sweep", type=rate_list, metavar="RATES",
+        help="capacity sweep: one run per rate (requests/s in all, rising, e.g. 2,4,8,16), each step judged "
+        "saturated or not; per pool the knee (the highest rate that kept up and met the SLO) and $/1M tokens there",
+    )  # fmt: skip
+    load.add_argument("--target-goodput", type=goodput_share, default=0.9,
+                      help="sweep: the goodput a step must reach to meet the SLO (default 0.9)")  # fmt: skip
     load.set_defaults(func=run)
 
 
@@ -81,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, progress=True, spread_over=tuple(f"{url}/v1" for url in urls[1:]),
         )  # fmt: skip
     slo = load_slo(args.slo or DEFAULT_SLO_PATH)
+    if args.sweep:
+        with open_reader(store_url) as store:
+            return sweep(config, items, store, args.sweep, slo, args.target_goodput)
     with open_reader(store_url) as store:
         result, reports = run_through_gateway(config, items, store, slo=slo)
     title = f"load run {result.run_id}: {len(result.requests)} requests in {result.duration_s:.1f}s"
@@ -94,3 +147,52 @@ def run(args: argparse.Namespace) -> int:
     )
     print_table(cost_rows(reports), title="its cost and cache ($ = price x replicas x the run's span)")
     return EXIT_FAILURE if all(r.status != "ok" for r in result.requests) else 0
+
+
+def sweep(config: LoadConfig, items: Sequence[WorkItem], store: Queryable, rates: list[float], slo: Slo,
+          target: float) -> int:  # fmt: skip
+    """The sweep's steps as they finish, then the knee per pool."""
+    from collector.loadgen.job import sweep_through_gateway
+    from collector.loadgen.sweep import judge_steps, knee
+    from inferwatch.report import print_table
+
+    def shown(step: SweepStep) -> None:
+        rows = [step_row(step.rate, pool, s) for pool, s in step.steps().items()]
+        print_table(rows, title=f"step {step.rate:g} requests/s (run {step.result.run_id})")
+
+    done = sweep_through_gateway(config, items, store, rates, slo, on_step=shown)
+    by_pool: dict[str, list[Step]] = {}
+    for step in done:
+        for pool, s in step.steps().items():
+            by_pool.setdefault(pool, []).append(s)
+    ttft_slo = slo.ttft_ms / 1e3 if slo.ttft_ms is not None else None
+    steps_rows, knee_rows = [], []
+    for pool, steps in by_pool.items():
+        verdicts = judge_steps(steps, target_goodput=target, ttft_slo_s=ttft_slo)
+        steps_rows += [step_row(v.step.rate, pool, v.step, v.saturated, v.reason) for v in verdicts]
+        found = knee(verdicts)
+        at = found.step
+        knee_rows.append({
+            "pool": pool, "knee req/s": _num(at.rate if at else None),
+            "served req/s": _num(at.throughput if at else None),
+            "$/1M tok": _num(at.usd_per_mtok if at else None), "goodput": _num(at.goodput if at else None),
+            "where it stops": found.reason,
+        })  # fmt: skip
+    print_table(steps_rows, title=f"sweep {','.join(f'{r:g}' for r in rates)} requests/s: every step, per pool")
+    print_table(knee_rows, title=f"capacity per pool (goodput >= {target:g} against {slo.describe()}, not saturated)")
+    return 0
+
+
+def step_row(total: float, pool: str, s: Step, saturated: bool | None = None, why: str = "") -> dict[str, object]:
+    row: dict[str, object] = {
+        "rate": total, "pool": pool, "offered/s": _num(s.rate), "served/s": _num(s.throughput),
+        "ttft p50 ms": _num(s.ttft_p50 and 1e3 * s.ttft_p50), "queue p50 ms": _num(s.queue_p50 and 1e3 * s.queue_p50),
+        "goodput": _num(s.goodput), "$/1M tok": _num(s.usd_per_mtok),
+    }  # fmt: skip
+    if saturated is not None:
+        row["saturated"] = f"SATURATED: {why}" if saturated else "no"
+    return row
+
+
+def _num(x: float | None) -> float | str:
+    return "-" if x is None else float(f"{x:.4g}")

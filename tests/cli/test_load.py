@@ -71,6 +71,32 @@ def test_load_reports_each_pool_and_the_rows_land_in_the_store(collector: tuple[
     assert re.search(r"│ ok\s+│ rev-ok", fleet.stdout) and "err500" in fleet.stdout
 
 
+def test_a_sweep_runs_a_step_per_rate_and_reports_the_knee(collector: tuple[Path, CollectorState]) -> None:
+    home, state = collector
+    # nearly periodic arrivals (gamma shape 50): 12 requests per step at 4 then 8 requests/s to the ok pool
+    done = inferwatch("load", "--home", str(home), "--pools", "ok", "--num-requests", "12", "--dataset", "arith",
+                      "--sweep", "4,8", "--burstiness", "50", "--seed", "2", timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = re.findall(r"step (\d+) requests/s \(run (\w+-\d)\)", done.stdout)
+    assert [rate for rate, _ in runs] == ["4", "8"] and [run[-2:] for _, run in runs] == ["-1", "-2"], done.stdout
+    assert "capacity per pool" in done.stdout and "where it stops" in done.stdout
+    flush_collector(state.url)
+    with open_reader(state.store) as store:
+        for _, run in runs:
+            (report,) = fleet_report(store, Window(run_ids=(run,)))
+            assert (report.stats.pool, report.stats.requests, report.stats.errors) == ("ok", 12, 0)
+            # 12 requests about 1/rate apart: served at about the offered rate, far from the knee of this upstream
+            assert report.figures is not None and report.ok / report.figures.span_s > 2
+
+
+@pytest.mark.parametrize("rates", ["8,4", "0,2", "two", "4,4", "inf"])
+def test_a_bad_sweep_exits_3_naming_the_flag(collector: tuple[Path, CollectorState], rates: str) -> None:
+    home, _ = collector
+    done = inferwatch("load", "--home", str(home), "--sweep", rates)
+    assert done.returncode == 3 and f"argument --sweep: '{rates}'" in done.stderr, done.stderr
+    assert "in requests/s" in done.stderr and "e.g. 2,4,8" in done.stderr
+
+
 def test_load_names_pools_that_do_not_exist(collector: tuple[Path, CollectorState]) -> None:
     home, _ = collector
     done = inferwatch("load", "--home", str(home), "--pools", "ok,nope", "--num-requests", "2")
