@@ -124,8 +124,12 @@ def load_burst(gateways: Sequence[CollectorState], burst: Burst) -> tuple[LoadRe
 
 @dataclass(frozen=True)
 class Burst:
-    requests: int = 160
-    rate: float = 20.0  # requests/s, Poisson
+    """The demo's load: below the knee of the four default pools on a 2-core machine (`inferwatch load --sweep`,
+    BENCHMARKS.md "Capacity": each pool keeps up to 2 requests/s, 8 in all, and saturates at ~1.9 served beyond),
+    so that its latency figures are the pools' and not a queue's."""
+
+    requests: int = 96
+    rate: float = 6.0  # requests/s in all, Poisson: 1.5 per pool
     max_concurrency: int = 32
     seed: int = 2026
 
