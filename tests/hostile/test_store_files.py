@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from collector.fleet.slo import DEFAULT_SLO_PATH
 from collector.store.door import open_reader, open_store
 from collector.store.errors import NotAStore, StoreCorrupt, StoreError, StoreFormatError
 from tests.conftest import ROOT, inferwatch
@@ -161,7 +162,11 @@ def test_a_file_this_user_cannot_read_is_named(tmp_path: Path) -> None:
         home = folder / "home"
         home.mkdir()
         home.chmod(0o777)
-        argv = ["fleet", "--home", str(home), "--store", str(path)]
+        # the SLO file too, where `nobody` can read it: a checkout in a folder only root may enter (mktemp -d)
+        slo = folder / "slo.yaml"
+        shutil.copyfile(DEFAULT_SLO_PATH, slo)
+        slo.chmod(0o644)
+        argv = ["fleet", "--home", str(home), "--store", str(path), "--slo", str(slo)]
         if os.geteuid() == 0:
             cmd = [sys.executable, "-c", DROP_TO_NOBODY, *argv]
         else:
